@@ -1,0 +1,33 @@
+# `make quickstart` and `make test` each work on a fresh machine with Python 3.11 and pip.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: quickstart test setup setup-test
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+# torch first, pinned: on the project's machines this takes the local CPU build; a bare
+# `torch` requirement would pull a multi-GB CUDA build.
+$(BIN)/.torch: $(BIN)/python
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install --quiet torch==2.13.0
+	touch $@
+
+$(BIN)/.danlu: $(BIN)/.torch pyproject.toml
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(BIN)/.danlu-test: $(BIN)/.torch pyproject.toml
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $@
+
+setup: $(BIN)/.danlu
+setup-test: $(BIN)/.danlu-test
+
+quickstart: setup
+	$(BIN)/danlu quickstart
+
+test: setup-test
+	$(BIN)/python -m pytest -q -x --timeout=900 -p no:cacheprovider

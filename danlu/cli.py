@@ -1,0 +1,195 @@
+"""The `danlu` command: one verb per stage; parsing only, then a call into the stage."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from contextlib import contextmanager
+from importlib import resources
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from danlu.errors import DanluError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="danlu (丹炉): from raw data to a checked, trained, evaluated and reported model.")
+out = Console()
+err = Console(stderr=True)
+
+
+
+@contextmanager
+def friendly():
+    """A DanluError is the user's to fix: one clear message, exit 1, no traceback."""
+    try:
+        yield
+    except DanluError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        err.print("interrupted: run the same command again to resume from the last checkpoint")
+        raise typer.Exit(130) from None
+
+
+def _stage(message: str) -> None:
+    out.print(f"[cyan]»[/] {message}", highlight=False)
+
+
+@app.command()
+def init(task: str = typer.Argument(..., help="text-classification | image-classification | "
+                                              "tabular-classification | tabular-regression"),
+         output: Path = typer.Option(None, "-o", "--output", help="where to write (default: <task>.yaml)")):
+    """Write a commented starter recipe for TASK."""
+    from danlu.recipe import TASKS
+
+    with friendly():
+        if task not in TASKS:
+            import difflib
+
+            close = difflib.get_close_matches(task, TASKS, n=1)
+            raise DanluError(f"unknown task '{task}'" + (f"; did you mean '{close[0]}'?" if close else "")
+                             + f" Tasks: {', '.join(TASKS)}")
+        text = resources.files("danlu.starters").joinpath(f"{task}.yaml").read_text(encoding="utf-8")
+        target = output or Path(f"{task}.yaml")
+        if target.exists():
+            raise DanluError(f"{target} exists; choose another -o")
+        target.write_text(text, encoding="utf-8")
+        out.print(f"wrote {target}: edit it, then `danlu check {target}` and `danlu train {target}`")
+
+
+@app.command()
+def check(recipe: Path, overrides: Optional[List[str]] = typer.Argument(None, help="key=value overrides"),
+          output: Path = typer.Option(None, "-o", "--output", help="also save the data report in this folder")):
+    """Load the data and run the quality gate (exit 1 when it fails with on_fail: stop)."""
+    from danlu.pipeline import check_data
+    from danlu.recipe import load_recipe
+    from danlu.run import Run
+
+    with friendly():
+        rec = load_recipe(recipe, overrides or [])
+        run = None
+        if output:
+            output.mkdir(parents=True, exist_ok=True)
+            run = Run(output)
+        splits, report, warnings = check_data(rec, run)
+        out.print(report.to_markdown(), highlight=False)
+        for w in warnings:
+            err.print(f"[yellow]warning:[/] {w}", highlight=False)
+        out.print(f"[green]data check passed[/] ({', '.join(f'{k}: {len(v):,}' for k, v in splits.frames.items())})")
+
+
+@app.command()
+def train(recipe: Path, overrides: Optional[List[str]] = typer.Argument(None, help="key=value overrides"),
+          output: Path = typer.Option(None, "-o", "--output", help="run directory (default runs/<name>-<time>)"),
+          runs_root: Path = typer.Option(Path("runs"), "--runs-root", help="where default run directories go")):
+    """Check the data, train, evaluate, save the model and write the report."""
+    from danlu.pipeline import train as run_training
+    from danlu.recipe import load_recipe
+
+    with friendly():
+        rec = load_recipe(recipe, overrides or [])
+        run = run_training(rec, output, runs_root, on_stage=_stage)
+        _print_results(run, rec)
+
+
+@app.command("eval")
+def evaluate(run: Path, data: Path = typer.Option(..., "--data", help="a labelled file with the run's columns")):
+    """Evaluate a finished run on new labelled data."""
+    from danlu.evaluate.metrics import scalar_metrics
+    from danlu.pipeline import evaluate_run
+
+    with friendly():
+        metrics = evaluate_run(run, data)
+        _metrics_table({data.name: metrics}, None)
+        out.print(json.dumps(scalar_metrics(metrics)))
+
+
+@app.command()
+def predict(run: Path, input: str = typer.Argument(..., help="a string, an image path, or a file of rows"),
+            batch_size: int = typer.Option(64, "--batch-size")):
+    """Print one JSON line of prediction per input."""
+    from danlu.predict import predict_input
+
+    with friendly():
+        for line in predict_input(run, input, batch_size):
+            print(json.dumps(line, ensure_ascii=False))
+
+
+@app.command()
+def runs(root: Path = typer.Option(Path("runs"), "--root")):
+    """List runs with their status and main metric."""
+    from danlu.run import Run
+
+    table = Table("run", "task", "status", "main metric", "updated")
+    for path in sorted(p for p in root.glob("*") if (p / "state.json").exists()):
+        run = Run(path)
+        state, metrics = run.state(), run.metrics()
+        table.add_row(str(path), state.get("task", "?"), state.get("status", "?"), _main(metrics),
+                      state.get("updated", ""))
+    out.print(table)
+
+
+@app.command()
+def quickstart(output: Path = typer.Option(None, "-o", "--output")):
+    """Train the quickstart recipe (handwritten digits, bundled with scikit-learn)."""
+    from danlu.pipeline import train as run_training
+    from danlu.recipe import load_recipe
+
+    with friendly():
+        path = resources.files("danlu.starters").joinpath("quickstart.yaml")
+        with resources.as_file(path) as recipe_path:
+            rec = load_recipe(recipe_path)
+        run = run_training(rec, output, on_stage=_stage)
+        _print_results(run, rec)
+
+
+def _main(metrics: dict) -> str:
+    from danlu.evaluate.metrics import MAIN_METRIC
+
+    for split in ("test", "validation"):
+        values = metrics.get(split) or {}
+        for name in ("accuracy", MAIN_METRIC["regression"]):
+            if name in values:
+                return f"{split} {name} {values[name]:.4f}"
+    cv = metrics.get("cross_validation") or {}
+    for name, stats in cv.items():
+        return f"cv {name} {stats['mean']:.4f}"
+    return "-"
+
+
+def _metrics_table(metrics: dict, main: str | None) -> None:
+    from danlu.evaluate.metrics import scalar_metrics
+
+    scalars = {split: scalar_metrics(m) for split, m in metrics.items() if split != "cross_validation"}
+    names = sorted({k for m in scalars.values() for k in m if k != "n"}, key=lambda k: (k != main, k))
+    table = Table("metric", *scalars.keys())
+    for name in names:
+        table.add_row(name, *(f"{m[name]:.4f}" if name in m else "" for m in scalars.values()))
+    table.add_row("n", *(str(m.get("n", "")) for m in scalars.values()))
+    out.print(table)
+    for name, stats in (metrics.get("cross_validation") or {}).items():
+        out.print(f"cross-validation {name}: {stats['mean']:.4f} ± {stats['std']:.4f}")
+
+
+def _print_results(run, recipe) -> None:
+    from danlu.pipeline import main_metric
+
+    _metrics_table(run.metrics(), main_metric(recipe))
+    out.print(f"model:  {run.model_dir}")
+    out.print(f"report: {run.root / 'report.md'} (and report.html)")
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    app(prog_name="danlu")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

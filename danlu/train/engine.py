@@ -1,0 +1,282 @@
+"""The training engine: transformers.Trainer with the few things it lacks for danlu's recipes.
+
+Why Trainer: it already gives checkpoints and exact resume (optimizer, scheduler, RNG state),
+schedules with warmup, gradient accumulation, bf16 autocast, torch.compile, early stopping and
+evaluation loops. What we add, in a small subclass:
+- the five optimizers by name, with no weight decay on biases and norms (`create_optimizer`);
+- an L1 penalty and class weights in the loss (`compute_loss`);
+- oversampling of rare classes (`_get_train_sampler`);
+- choosing bf16 / compile when the recipe says `auto`;
+- resuming from the newest *complete* checkpoint of an interrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+from transformers import EarlyStoppingCallback, Trainer, TrainingArguments
+from transformers.trainer_callback import PrinterCallback, ProgressCallback, TrainerCallback
+
+from danlu.run import atomic_write_json
+
+log = logging.getLogger("danlu")
+
+SCHEDULES = {"constant": "constant_with_warmup", "linear": "linear", "cosine": "cosine"}
+
+
+@dataclass
+class FitResult:
+    model: nn.Module
+    history: list[dict]
+    seconds: float
+    steps: int
+    epochs: float
+    precision: str
+    compiled: bool
+    resumed_from: str | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def hardware_has_bf16() -> bool:
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    # Native bf16 dot products on the CPU; without them autocast emulates and runs slower.
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def choose_precision(setting: str, large_model: bool) -> str:
+    if setting != "auto":
+        return setting
+    # Small classic nets gain nothing from bf16 on a CPU and lose a little accuracy.
+    return "bf16" if large_model and hardware_has_bf16() else "fp32"
+
+
+def choose_compile(setting, large_model: bool, planned_steps: int) -> bool:
+    if setting != "auto":
+        return bool(setting)
+    # Compiling costs tens of seconds up front; it pays off only on a transformer and a long run.
+    return large_model and planned_steps >= 1000 and hasattr(torch, "compile")
+
+
+class DanluTrainer(Trainer):
+    def __init__(self, *args, optimizer_name: str = "adamw", momentum: float = 0.9, l1: float = 0.0,
+                 class_weights: torch.Tensor | None = None, sample_weights: np.ndarray | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.optimizer_name = optimizer_name
+        self.momentum = momentum
+        self.l1 = l1
+        self.class_weights = class_weights
+        self.sample_weights = sample_weights
+        # Every danlu loss is a mean over the batch: Trainer must divide it by the accumulation steps.
+        self.loss_is_scaled_for_ga = False
+
+    def create_optimizer(self, model=None):
+        if self.optimizer is not None:
+            return self.optimizer
+        opt_model = self.model if model is None else model
+        decay = set(self.get_decay_parameter_names(opt_model))
+        params = [(n, p) for n, p in opt_model.named_parameters() if p.requires_grad]
+        groups = [
+            {"params": [p for n, p in params if n in decay], "weight_decay": self.args.weight_decay},
+            {"params": [p for n, p in params if n not in decay], "weight_decay": 0.0},
+        ]
+        lr = self.args.learning_rate
+        name = self.optimizer_name
+        if name == "sgd":
+            self.optimizer = torch.optim.SGD(groups, lr=lr)
+        elif name == "momentum":
+            self.optimizer = torch.optim.SGD(groups, lr=lr, momentum=self.momentum, nesterov=False)
+        elif name == "adagrad":
+            self.optimizer = torch.optim.Adagrad(groups, lr=lr)
+        elif name == "adam":  # classic Adam: weight decay is an L2 term in the gradient
+            self.optimizer = torch.optim.Adam(groups, lr=lr)
+        else:
+            self.optimizer = torch.optim.AdamW(groups, lr=lr)
+        return self.optimizer
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        outputs = model(**inputs)
+        loss = outputs["loss"]
+        if self.class_weights is not None and "labels" in inputs:
+            weights = self.class_weights.to(outputs["logits"].device)
+            loss = nn.functional.cross_entropy(outputs["logits"].float(), inputs["labels"], weight=weights)
+        if self.l1 and model.training:
+            # L1 on weight matrices only, like weight decay skips biases and norms.
+            penalty = sum(p.abs().sum() for p in model.parameters() if p.requires_grad and p.dim() > 1)
+            loss = loss + self.l1 * penalty
+        return (loss, outputs) if return_outputs else loss
+
+    def _get_train_sampler(self, train_dataset=None):
+        if self.sample_weights is None:
+            return super()._get_train_sampler(train_dataset)
+        generator = torch.Generator().manual_seed(self.args.seed)
+        return torch.utils.data.WeightedRandomSampler(
+            torch.as_tensor(self.sample_weights, dtype=torch.double), num_samples=len(self.sample_weights),
+            replacement=True, generator=generator,
+        )
+
+
+class QuietProgress(ProgressCallback):
+    """The progress bar, with the latest loss and eval metrics in its tail instead of printed dicts."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if self.training_bar is not None and logs:
+            shown = {k.removeprefix("eval_"): f"{v:.4g}" for k, v in logs.items()
+                     if isinstance(v, float) and (k == "loss" or k.startswith("eval_")) and "runtime" not in k
+                     and "per_second" not in k}
+            if shown:
+                self.training_bar.set_postfix(shown, refresh=False)
+
+
+class HistoryCallback(TrainerCallback):
+    """Keeps history.json in the run directory current, so a run's progress is visible while it runs."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        atomic_write_json(self.path, state.log_history)
+
+
+def latest_complete_checkpoint(folder: Path) -> str | None:
+    """The newest checkpoint-N whose trainer state was fully written; half-written ones are removed.
+
+    Trainer writes trainer_state.json after the weights and optimizer, and deletes old checkpoints
+    only after that, so a parsable state file marks a checkpoint that can be resumed.
+    """
+    if not folder.is_dir():
+        return None
+    found = sorted(
+        (p for p in folder.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
+        key=lambda p: int(p.name.split("-")[-1]),
+        reverse=True,
+    )
+    for ckpt in found:
+        try:
+            json.loads((ckpt / "trainer_state.json").read_text())
+            return str(ckpt)
+        except (OSError, ValueError):
+            log.warning("removing incomplete checkpoint %s", ckpt)
+            shutil.rmtree(ckpt, ignore_errors=True)
+    return None
+
+
+def _training_arguments(cfg, out_dir: Path, has_eval: bool, precision: str, compiled: bool,
+                        metric: str | None, greater_is_better: bool, group_by_length: bool) -> TrainingArguments:
+    warmup = cfg.warmup if cfg.warmup < 1 else int(cfg.warmup)
+    eval_strategy = "no"
+    eval_steps = None
+    if has_eval:
+        eval_strategy = "epoch" if cfg.eval_every == "epoch" else "steps"
+        eval_steps = None if cfg.eval_every == "epoch" else cfg.eval_every
+    save_strategy = "epoch" if cfg.checkpoint_every == "epoch" else "steps"
+    save_steps = None if cfg.checkpoint_every == "epoch" else cfg.checkpoint_every
+    best = has_eval and cfg.early_stopping is not None
+    if best:
+        # Keeping the best model needs checkpoints at the evaluation points.
+        save_strategy, save_steps = eval_strategy, eval_steps
+    kwargs = dict(
+        output_dir=str(out_dir),
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps or -1,
+        per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=cfg.eval_batch_size or max(cfg.batch_size, 64),
+        gradient_accumulation_steps=cfg.grad_accum,
+        learning_rate=cfg.lr,
+        weight_decay=cfg.weight_decay,
+        lr_scheduler_type=SCHEDULES[cfg.schedule],
+        warmup_steps=warmup,
+        max_grad_norm=cfg.max_grad_norm or 0.0,
+        eval_strategy=eval_strategy,
+        save_strategy=save_strategy,
+        save_total_limit=cfg.keep_checkpoints,
+        load_best_model_at_end=best,
+        metric_for_best_model=metric if best else None,
+        greater_is_better=greater_is_better if best else None,
+        logging_steps=cfg.log_every,
+        logging_first_step=True,
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        bf16=precision == "bf16",
+        torch_compile=compiled,
+        use_cpu=not torch.cuda.is_available(),
+        dataloader_num_workers=cfg.workers,
+        disable_tqdm=not cfg.progress,
+        report_to="none",
+        remove_unused_columns=False,
+        label_names=["labels"],
+        save_safetensors=True,
+        # Batches of similar length waste little compute on padding (SST-2 phrases run 1-50 tokens).
+        train_sampling_strategy="group_by_length" if group_by_length else "random",
+    )
+    if eval_steps:
+        kwargs["eval_steps"] = eval_steps
+    if save_steps:
+        kwargs["save_steps"] = save_steps
+    return TrainingArguments(**{k: v for k, v in kwargs.items() if k in TrainingArguments.__dataclass_fields__})
+
+
+def fit(model: nn.Module, train_ds, eval_ds, collator, cfg, checkpoints: Path, history_path: Path,
+        compute_metrics: Callable | None, metric: str | None, greater_is_better: bool,
+        large_model: bool, class_weights: np.ndarray | None = None,
+        sample_weights: np.ndarray | None = None, resume: bool = True,
+        callbacks: list[TrainerCallback] = (), group_by_length: bool = False) -> FitResult:
+    steps_per_epoch = max(1, len(train_ds) // (cfg.batch_size * cfg.grad_accum))
+    planned = cfg.max_steps or int(steps_per_epoch * cfg.epochs)
+    precision = choose_precision(cfg.precision, large_model)
+    compiled = choose_compile(cfg.compile, large_model, planned)
+    has_eval = eval_ds is not None and len(eval_ds) > 0
+    args = _training_arguments(cfg, checkpoints, has_eval, precision, compiled, metric, greater_is_better,
+                               group_by_length and sample_weights is None)
+    callbacks = [HistoryCallback(history_path), *callbacks]
+    if has_eval and cfg.early_stopping is not None:
+        callbacks.append(EarlyStoppingCallback(cfg.early_stopping.patience, cfg.early_stopping.min_delta))
+    trainer = DanluTrainer(
+        model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds if has_eval else None,
+        data_collator=collator, compute_metrics=compute_metrics if has_eval else None, callbacks=callbacks,
+        optimizer_name=cfg.optimizer, momentum=cfg.momentum, l1=cfg.l1,
+        class_weights=None if class_weights is None else torch.as_tensor(class_weights, dtype=torch.float32),
+        sample_weights=sample_weights,
+    )
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+    if cfg.progress:
+        trainer.add_callback(QuietProgress())
+    resume_from = latest_complete_checkpoint(checkpoints) if resume else None
+    if resume_from:
+        log.info("resuming from %s", resume_from)
+    start = time.perf_counter()
+    out = trainer.train(resume_from_checkpoint=resume_from)
+    seconds = time.perf_counter() - start
+    atomic_write_json(history_path, trainer.state.log_history)
+    model = trainer.model
+    if hasattr(model, "_orig_mod"):  # unwrap torch.compile
+        model = model._orig_mod
+    result = FitResult(model=model, history=list(trainer.state.log_history), seconds=seconds,
+                       steps=trainer.state.global_step, epochs=float(trainer.state.epoch or 0),
+                       precision=precision, compiled=compiled, resumed_from=resume_from,
+                       extra={"train_loss": out.training_loss})
+    result.extra["trainer"] = trainer
+    return result
+
+
+def silence_transformers() -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()  # "Writing model shards" bars on every checkpoint

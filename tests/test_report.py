@@ -1,0 +1,105 @@
+"""The run report: files, plots, escaping, and graceful omission of missing parts."""
+
+import base64
+
+import numpy as np
+
+from danlu.evaluate.metrics import classification_metrics, regression_metrics, summarize_folds
+from danlu.report import write_report
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+EVIL = "<script>alert(1)</script>"
+
+
+def _history():
+    log = [{"step": s, "epoch": s / 10, "loss": 1.0 / s} for s in range(1, 21)]
+    log += [{"step": 10, "epoch": 1.0, "eval_loss": 0.4, "eval_accuracy": 0.7},
+            {"step": 20, "epoch": 2.0, "eval_loss": 0.3, "eval_accuracy": 0.8},
+            {"step": 20, "epoch": 2.0, "train_loss": 0.2, "train_runtime": 3.1}]
+    return log
+
+
+def _classification_info():
+    labels = ["cat", "dog", EVIL]
+    val = classification_metrics([0, 1, 2, 2], [0, 1, 2, 1], labels)
+    test = classification_metrics([0, 1, 1, 2], [0, 1, 0, 2], labels, probs=np.full((4, 3), 1 / 3))
+    return {
+        "name": "pets",
+        "task": "classification",
+        "status": "done",
+        "created": "2024-01-01T00:00:00",
+        "main_metric": "accuracy",
+        "metrics": {"validation": val, "test": test},
+        "history": _history(),
+        "data_report_md": "## Quality\n\n- 4 rows | ok\n",
+        "cross_validation": summarize_folds([{"accuracy": 0.8}, {"accuracy": 0.9}]),
+        "model": {"arch": "tiny-cnn", "parameters": 12345, "trainable": 12000, "source": "scratch"},
+        "training": {"seconds": 3.2, "epochs": 2, "steps": 20, "precision": "fp32", "compile": False,
+                     "device": "cpu"},
+        "recipe_yaml": "task: classification\nname: pets\n",
+        "notes": ["class <dog> is rare"],
+    }
+
+
+def test_classification_report(tmp_path):
+    md_path, html_path = write_report(tmp_path, _classification_info())
+    assert md_path == tmp_path / "report.md" and html_path == tmp_path / "report.html"
+    plots = sorted(p.name for p in (tmp_path / "plots").iterdir())
+    assert plots == ["confusion_test.png", "confusion_validation.png", "loss.png"]
+    for name in plots:
+        assert (tmp_path / "plots" / name).read_bytes().startswith(PNG_MAGIC)
+    assert not list(tmp_path.glob("**/*.tmp"))  # atomic writes leave nothing behind
+
+    md = md_path.read_text(encoding="utf-8")
+    for name in plots:
+        assert f"](plots/{name})" in md
+    assert md.index("accuracy (main)") < md.index("f1_macro")  # main metric first
+    assert "## Quality\n\n- 4 rows | ok" in md  # data report verbatim
+    assert "```yaml\ntask: classification" in md
+    assert "0.8500 ± 0.0500" in md
+    assert "12,345" in md
+    assert "<script>" not in md
+
+    page = html_path.read_text(encoding="utf-8")
+    loss_b64 = base64.b64encode((tmp_path / "plots" / "loss.png").read_bytes()).decode()
+    assert f'src="data:image/png;base64,{loss_b64}"' in page
+    assert "<script>" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "&lt;dog&gt;" in page
+    assert "<details>" in page and "http" not in page.replace("http-equiv", "")
+
+
+def test_regression_report_with_predictions(tmp_path):
+    y_true, y_pred = [1.0, 2.0, 3.0, 4.0], [1.1, 1.9, 3.2, 3.7]
+    info = {
+        "name": "prices",
+        "task": "regression",
+        "metrics": {"test": regression_metrics(y_true, y_pred)},
+        "predictions": {"test": {"y_true": y_true, "y_pred": y_pred}},
+        "history": [{"step": 1, "epoch": 1.0, "loss": 2.0}, {"step": 2, "epoch": 2.0, "loss": 1.0}],
+    }
+    md_path, html_path = write_report(tmp_path, info)
+    for name in ("loss.png", "scatter_test.png"):
+        assert (tmp_path / "plots" / name).read_bytes().startswith(PNG_MAGIC)
+    md = md_path.read_text(encoding="utf-8")
+    assert "rmse (main)" in md and "](plots/scatter_test.png)" in md
+    assert "Classes" not in md and "confusion" not in md
+    assert "data:image/png;base64," in html_path.read_text(encoding="utf-8")
+
+
+def test_minimal_info(tmp_path):
+    md_path, html_path = write_report(tmp_path, {"name": "bare", "task": "classification"})
+    assert md_path.read_text(encoding="utf-8").startswith("# bare")
+    assert "<h1>bare</h1>" in html_path.read_text(encoding="utf-8")
+    assert not (tmp_path / "plots").exists()
+
+
+def test_many_classes_and_empty_parts(tmp_path):
+    labels = [f"a very long class label number {i}" for i in range(40)]
+    y = np.arange(40).repeat(2)
+    info = {"name": "many", "task": "classification", "history": [],
+            "metrics": {"test": classification_metrics(y, y[::-1], labels), "validation": {}}}
+    md_path, _ = write_report(tmp_path, info)
+    assert (tmp_path / "plots" / "confusion_test.png").read_bytes().startswith(PNG_MAGIC)
+    assert not (tmp_path / "plots" / "loss.png").exists()
+    assert "Training curve" not in md_path.read_text(encoding="utf-8")
