@@ -1,0 +1,244 @@
+"""The quality gate: what is wrong with the data, where, and whether it is bad enough to stop.
+
+Rows with an empty required field or an unreadable image are removed from the splits here,
+whatever the thresholds say: a trainer must never see them. Everything else is only reported.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pandas as pd
+
+from danlu.data.config import QualityConfig
+from danlu.data.images import image_fingerprint
+from danlu.data.paths import display_path
+from danlu.data.report import QualityReport, Rule
+from danlu.data.splits import Splits
+
+_EXAMPLES = 5
+
+
+def check_quality(splits: Splits, quality: QualityConfig, roles: list[str], classification: bool) -> QualityReport:
+    read = splits.sizes()
+    rules = [_missing(splits, roles, quality)]
+    image_keys: dict[str, pd.Series] = {}
+    if "image" in roles:
+        rule, image_keys = _unreadable(splits, quality)
+        rules.append(rule)
+    _tidy_labels(splits)
+    inputs = {s: _input_keys(f, splits.features, image_keys.get(s)) for s, f in splits.frames.items()}
+    rules.append(_duplicates(splits, inputs, quality))
+    if "train" in inputs and len(inputs) > 1:
+        rules.append(_leakage(splits, inputs, quality))
+    labels: dict[str, dict[str, int]] = {}
+    notes = list(splits.notes)
+    if classification and "label" in roles and "train" in splits.frames:
+        labels = {s: {str(k): int(v) for k, v in f["label"].value_counts(sort=False).sort_index().items()}
+                  for s, f in splits.frames.items() if "label" in f}
+        rules += _class_rules(labels["train"], quality)
+        seen = set(labels["train"])
+        for s, dist in labels.items():
+            unseen = sorted(set(dist) - seen)
+            if unseen:
+                notes.append(f"{s} has labels never seen in train: {', '.join(unseen[:10])}")
+    lengths = {}
+    if "text" in roles:
+        lengths = {s: _length_stats(f["text"]) for s, f in splits.frames.items() if "text" in f}
+        if quality.max_text_length is not None:
+            rules.append(_text_length(splits, quality.max_text_length))
+    counts = {s: {"read": read[s], "kept": len(f)} for s, f in splits.frames.items()}
+    return QualityReport(rules, counts, labels, lengths, splits.dropped, notes)
+
+
+def _n(count: int, word: str, plural: str | None = None) -> str:
+    return f"{count:,} {word if count == 1 else plural or word + 's'}"
+
+
+def _v(count: int, one: str = "has", many: str = "have") -> str:
+    return one if count == 1 else many
+
+
+def _examples(pairs: list[tuple[str, pd.Series]]) -> list[str]:
+    out: list[str] = []
+    for split, rows in pairs:
+        out += [f"{split}:{int(r)}" for r in rows[: _EXAMPLES - len(out)]]
+    return out
+
+
+def _missing(splits: Splits, roles: list[str], quality: QualityConfig) -> Rule:
+    total = sum(splits.sizes().values()) or 1
+    found: list[tuple[str, pd.Series]] = []
+    kinds: set[str] = set()
+    for split in list(splits.frames):
+        columns = [r for r in roles if r in splits.frames[split]] + \
+                  [c for c in splits.features if c in splits.frames[split] and c not in roles]
+        for column in columns:  # dropping as we go: a row with two empty fields counts once
+            frame = splits.frames[split]
+            empty = _empty(frame[column])
+            if empty.any():
+                kinds.add(column if column in roles else "feature")
+                found.append((split, frame.loc[empty, "_row"].tolist()))
+                splits.drop(split, empty, f"missing {column}" if column in roles else "missing feature")
+    count = sum(len(rows) for _, rows in found)
+    share = count / total
+    what = "/".join(sorted(kinds))
+    message = (f"{_n(count, 'row')} ({share:.2%}) {_v(count)} an empty {what}; dropped from training" if count
+               else "no empty fields")
+    return Rule("missing", share <= quality.max_missing, share, quality.max_missing, count,
+                _examples(found), message)
+
+
+def _empty(values: pd.Series) -> np.ndarray:
+    empty = values.isna().to_numpy(copy=True)
+    if isinstance(values.dtype, pd.StringDtype):
+        empty |= values.str.strip().eq("").fillna(True).to_numpy(dtype=bool)
+    elif values.dtype == object:
+        empty |= values.map(lambda v: isinstance(v, str) and not v.strip()).to_numpy(dtype=bool)
+    return empty
+
+
+def _unreadable(splits: Splits, quality: QualityConfig) -> tuple[Rule, dict[str, pd.Series]]:
+    keys: dict[str, pd.Series] = {}
+    found: list[tuple[str, pd.Series]] = []
+    first_error = ""
+    # Threads: reading files is I/O and PIL releases the GIL while decoding headers.
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        for split, frame in list(splits.frames.items()):
+            results = list(pool.map(image_fingerprint, frame["image"], chunksize=64))
+            bad = np.array([err is not None for _, err in results], dtype=bool)
+            if bad.any():
+                at = int(np.flatnonzero(bad)[0])
+                if not first_error:
+                    value = frame["image"].iloc[at]
+                    shown = display_path(value) if isinstance(value, str) else type(value).__name__
+                    first_error = f"{split}:{int(frame['_row'].iloc[at])} {shown}: {results[at][1]}"
+                found.append((split, frame.loc[bad, "_row"].tolist()))
+                splits.drop(split, bad, "unreadable image")
+            keys[split] = pd.Series([h for h, err in results if err is None], dtype="str")
+    count = sum(len(rows) for _, rows in found)
+    message = (f"{_n(count, 'image')} cannot be read (dropped from training); first: {first_error}" if count
+               else "every image opens")
+    return Rule("unreadable", count <= quality.max_unreadable, count, quality.max_unreadable, count,
+                _examples(found), message), keys
+
+
+def _tidy_labels(splits: Splits) -> None:
+    # A label column with a blank cell reads as float (1.0); once the blank row is gone, say 1 again.
+    for frame in splits.frames.values():
+        label = frame.get("label")
+        if label is not None and pd.api.types.is_float_dtype(label) and len(label) \
+                and np.all(np.mod(label.to_numpy(), 1) == 0):
+            frame["label"] = label.astype("int64")
+
+
+def _input_keys(frame: pd.DataFrame, features: list[str], image_keys: pd.Series | None) -> pd.Series:
+    """One uint64 per row for what the model sees; equal inputs give equal keys across splits."""
+    parts = {}
+    if "text" in frame:
+        text = frame["text"]
+        if not isinstance(text.dtype, pd.StringDtype):
+            text = text.map(str).astype("str")
+        parts["text"] = text.str.replace(r"\s+", " ", regex=True).str.strip()  # spacing is not content
+    if image_keys is not None:
+        parts["image"] = image_keys.to_numpy()
+    elif "image" in frame:
+        parts["image"] = frame["image"].map(lambda v: image_fingerprint(v)[0]).astype("str")
+    for column in features:
+        values = frame[column]
+        # 3 and 3.0 are the same input; one split may hold a blank that made its column float.
+        parts[column] = values.astype("float64") if pd.api.types.is_numeric_dtype(values) else values.astype("str")
+    if not parts:
+        return pd.Series(np.arange(len(frame)), dtype="uint64")
+    keys = pd.DataFrame({k: (v.to_numpy() if hasattr(v, "to_numpy") else v) for k, v in parts.items()})
+    return pd.Series(pd.util.hash_pandas_object(keys, index=False).to_numpy())
+
+
+def _duplicates(splits: Splits, inputs: dict[str, pd.Series], quality: QualityConfig) -> Rule:
+    worst, count, found, conflicts = 0.0, 0, [], 0
+    for split, frame in splits.frames.items():
+        keys = inputs[split]
+        if "label" in frame:
+            labels = pd.util.hash_pandas_object(frame["label"].astype("str"), index=False).to_numpy()
+            rows = pd.DataFrame({"input": keys.to_numpy(), "label": labels})
+            conflicts += int((rows.groupby("input")["label"].nunique() > 1).sum())
+        else:
+            rows = pd.DataFrame({"input": keys.to_numpy()})
+        dup = rows.duplicated().to_numpy()
+        if dup.any():
+            found.append((split, frame.loc[dup, "_row"].tolist()))
+            count += int(dup.sum())
+            worst = max(worst, float(dup.mean()))
+    message = (f"{_n(count, 'row')} {_v(count, 'repeats', 'repeat')} an earlier row of their split "
+               f"(worst split {worst:.2%})" if count else "no duplicate rows")
+    if conflicts:
+        message += f"; {_n(conflicts, 'input')} {_v(conflicts, 'appears', 'appear')} with more than one label"
+    return Rule("duplicates", worst <= quality.max_duplicates, worst, quality.max_duplicates, count,
+                _examples(found), message)
+
+
+def _leakage(splits: Splits, inputs: dict[str, pd.Series], quality: QualityConfig) -> Rule:
+    seen = inputs["train"].to_numpy()
+    total, found, first = 0, [], ""
+    for split in ("validation", "test"):
+        if split in inputs:
+            leaked = np.isin(inputs[split].to_numpy(), seen)
+            total += len(leaked)
+            if leaked.any():
+                found.append((split, splits.frames[split].loc[leaked, "_row"].tolist()))
+                if not first:  # naming the twin makes the overlap checkable by eye
+                    key = inputs[split].to_numpy()[np.flatnonzero(leaked)[0]]
+                    twin = splits.frames["train"]["_row"].to_numpy()[np.flatnonzero(seen == key)[0]]
+                    first = f"; first: {split}:{found[-1][1][0]} is the same as train:{int(twin)}"
+    count = sum(len(rows) for _, rows in found)
+    share = count / total if total else 0.0
+    message = (f"{_n(count, 'validation/test row')} ({share:.2%}) {_v(count)} an input that is also in train{first}"
+               if count else "no validation/test input appears in train")
+    return Rule("leakage", share <= quality.max_leakage, share, quality.max_leakage, count, _examples(found), message)
+
+
+def _class_rules(train: dict[str, int], quality: QualityConfig) -> list[Rule]:
+    counts = {k: v for k, v in train.items() if v > 0}
+    n = len(counts)
+    rules = [Rule("classes", n >= 2, n, 2, n, [],
+                  f"train has {n} class{'es' * (n != 1)}" + ("" if n >= 2 else "; a classifier needs at least 2"))]
+    if n:
+        big, small = max(counts, key=counts.get), min(counts, key=counts.get)
+        ratio = counts[big] / counts[small]
+        message = (f"every class has {counts[big]:,} train rows" if ratio == 1 else
+                   f"largest class '{big}' has {counts[big]:,} train rows, smallest '{small}' {counts[small]:,}"
+                   f" (ratio {ratio:.1f})")
+        rules.append(Rule("imbalance", ratio <= quality.max_imbalance, round(ratio, 3), quality.max_imbalance, n, [],
+                          message))
+    rare = sorted((k for k, v in counts.items() if v < quality.min_class_count), key=counts.get)
+    message = (f"{_n(len(rare), 'class', 'classes')} {_v(len(rare))} fewer than {quality.min_class_count} train rows: "
+               + ", ".join(f"'{k}' ({counts[k]})" for k in rare[:_EXAMPLES]) if rare
+               else f"every class has at least {quality.min_class_count} train rows")
+    rules.append(Rule("min_class_count", not rare, min(counts.values()) if counts else 0, quality.min_class_count,
+                      len(rare), [], message))
+    return rules
+
+
+def _length_stats(text: pd.Series) -> dict[str, dict[str, float]]:
+    text = text.astype("str")
+    out = {}
+    for unit, values in (("chars", text.str.len()), ("tokens", text.str.count(r"\S+"))):
+        v = values.to_numpy(dtype=float)
+        if len(v):
+            out[unit] = {"min": float(v.min()), "mean": round(float(v.mean()), 2),
+                         "p95": float(np.percentile(v, 95)), "max": float(v.max())}
+    return out
+
+
+def _text_length(splits: Splits, limit: int) -> Rule:
+    found = []
+    for split, frame in splits.frames.items():
+        if "text" in frame:
+            long = frame["text"].astype("str").str.len().to_numpy() > limit
+            if long.any():
+                found.append((split, frame.loc[long, "_row"].tolist()))
+    count = sum(len(rows) for _, rows in found)
+    message = (f"{_n(count, 'text')} {_v(count, 'is', 'are')} longer than {limit:,} characters" if count
+               else f"no text over {limit:,} characters")
+    return Rule("text_length", count == 0, count, limit, count, _examples(found), message)
