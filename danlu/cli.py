@@ -107,7 +107,7 @@ def evaluate(run: Path, data: Path = typer.Option(..., "--data", help="a labelle
     with friendly():
         metrics = evaluate_run(run, data)
         _metrics_table({data.name: metrics}, None)
-        out.print(json.dumps(scalar_metrics(metrics)))
+        print(json.dumps(scalar_metrics(metrics)))
 
 
 @app.command()
@@ -126,13 +126,15 @@ def runs(root: Path = typer.Option(Path("runs"), "--root")):
     """List runs with their status and main metric."""
     from danlu.run import Run
 
-    table = Table("run", "task", "status", "main metric", "updated")
+    table = Table(box=None)
+    for column in ("run", "task", "status", "main metric", "updated"):
+        table.add_column(column, no_wrap=True)
     for path in sorted(p for p in root.glob("*") if (p / "state.json").exists()):
         run = Run(path)
         state, metrics = run.state(), run.metrics()
         table.add_row(str(path), state.get("task", "?"), state.get("status", "?"), _main(metrics),
                       state.get("updated", ""))
-    out.print(table)
+    Console(width=400).print(table)  # one line per run, however narrow the terminal
 
 
 @app.command()

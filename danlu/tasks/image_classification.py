@@ -8,14 +8,19 @@ AutoImageProcessor + AutoModelForImageClassification load it without danlu.
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 from PIL import Image
-from transformers import (AutoImageProcessor, AutoModelForImageClassification, ViTConfig,
-                          ViTForImageClassification, ViTImageProcessor)
+from transformers import AutoImageProcessor, AutoModelForImageClassification, ViTConfig, ViTForImageClassification
+
+try:  # without torchvision, transformers 5 serves the PIL backend (and warns when asked for the default)
+    from transformers import ViTImageProcessorPil as ViTImageProcessor
+except ImportError:  # pragma: no cover - older transformers
+    from transformers import ViTImageProcessor
 
 from danlu.errors import DataError
 from danlu.models import ClassicConfig, ClassicModel, resolve_pretrained, shape_of
@@ -25,15 +30,25 @@ STATS_SAMPLE = 2000  # images used to estimate the per-channel mean and std
 
 
 def open_image(value, mode: str, size: int) -> Image.Image:
-    """A path or an array -> a PIL image in `mode`, resized to size x size."""
+    """A path, an array, a PIL image or a hub record ({bytes, path}) -> a PIL image in `mode`, size x size."""
     try:
-        img = Image.fromarray(np.asarray(value)) if not isinstance(value, (str, Path)) else Image.open(value)
-        img = img.convert(mode)
+        img = _as_pil(value).convert(mode)
     except Exception as exc:  # PIL raises many types for a broken file
-        raise DataError(f"cannot read image {value if isinstance(value, (str, Path)) else '(array)'}: {exc}") from None
+        where = value if isinstance(value, (str, Path)) else f"({type(value).__name__})"
+        raise DataError(f"cannot read image {where}: {exc}") from None
     if img.size != (size, size):
         img = img.resize((size, size), Image.BILINEAR)
     return img
+
+
+def _as_pil(value) -> Image.Image:
+    if isinstance(value, Image.Image):
+        return value
+    if isinstance(value, (str, Path)):
+        return Image.open(value)
+    if isinstance(value, dict):  # the datasets library's Image feature, undecoded
+        return Image.open(io.BytesIO(value["bytes"])) if value.get("bytes") else Image.open(value["path"])
+    return Image.fromarray(np.asarray(value))
 
 
 class ImageClassification(Task):
@@ -62,9 +77,7 @@ class ImageClassification(Task):
             return
         sample = [open_image(v, "RGB", 8) for v in train["image"].head(50)]
         grey = all(_is_grey(img) for img in sample)
-        first = train["image"].iloc[0]
-        first_img = Image.open(first) if isinstance(first, (str, Path)) else Image.fromarray(np.asarray(first))
-        self.size = cfg.image_size or max(first_img.size)
+        self.size = cfg.image_size or max(_as_pil(train["image"].iloc[0]).size)
         # ViT keeps three channels so that pretrained processors and checkpoints fit it later.
         self.mode = "L" if grey and self.arch != "vit" else "RGB"
         pixels = np.stack([self._pixels(v) for v in train["image"].head(STATS_SAMPLE)])  # (N, C, H, W)
@@ -107,7 +120,7 @@ class ImageClassification(Task):
     def encode_one(self, row) -> dict:
         value, label = row
         if self.processor is not None:
-            img = open_image(value, "RGB", self.size) if self.arch == "vit" else _as_rgb(value)
+            img = open_image(value, "RGB", self.size) if self.arch == "vit" else _as_pil(value).convert("RGB")
             pixels = self.processor(images=img, return_tensors="np")["pixel_values"][0]
         else:
             pixels = self._pixels(value)
@@ -146,8 +159,3 @@ class ImageClassification(Task):
 def _is_grey(img: Image.Image) -> bool:
     arr = np.asarray(img, dtype=np.int16)
     return bool(np.abs(arr[..., 0] - arr[..., 1]).max() <= 2 and np.abs(arr[..., 1] - arr[..., 2]).max() <= 2)
-
-
-def _as_rgb(value) -> Image.Image:
-    img = Image.open(value) if isinstance(value, (str, Path)) else Image.fromarray(np.asarray(value))
-    return img.convert("RGB")

@@ -68,8 +68,10 @@ def choose_precision(setting: str, large_model: bool) -> str:
 def choose_compile(setting, large_model: bool, planned_steps: int) -> bool:
     if setting != "auto":
         return bool(setting)
-    # Compiling costs tens of seconds up front; it pays off only on a transformer and a long run.
-    return large_model and planned_steps >= 1000 and hasattr(torch, "compile")
+    # Compiling costs a minute up front. On a 2-core CPU, MiniLM on SST-2 ran no faster compiled
+    # (variable sequence lengths keep the compiled graphs dynamic; benchmarks/RESULTS.md), so auto
+    # compiles only on a GPU, for a transformer and a run long enough to repay it.
+    return torch.cuda.is_available() and large_model and planned_steps >= 1000
 
 
 class DanluTrainer(Trainer):

@@ -148,3 +148,4 @@ def test_auto_precision_and_compile_choices():
     assert choose_compile(True, False, 1) is True
     assert choose_compile("auto", False, 10_000) is False
     assert choose_compile("auto", True, 10) is False
+    assert choose_compile("auto", True, 10_000) is torch.cuda.is_available()

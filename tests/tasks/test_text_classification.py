@@ -1,0 +1,69 @@
+"""Text classification from scratch: tokenizer trained, tiny BERT learns, saved model loads without danlu."""
+
+import numpy as np
+import pandas as pd
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from danlu.recipe import recipe_from_dict
+from danlu.tasks import load_task, predict_logits
+from danlu.tasks.text_classification import TextClassification
+
+GOOD = ["a wonderful film", "great acting and a great story", "i loved it", "truly wonderful", "great fun"]
+BAD = ["a terrible film", "awful acting and a dull story", "i hated it", "truly awful", "dull and boring"]
+
+
+def frame(n=20):
+    rows = [(t, "pos") for t in GOOD] + [(t, "neg") for t in BAD]
+    return pd.DataFrame(rows * n, columns=["text", "label"])
+
+
+def task():
+    recipe = recipe_from_dict({
+        "name": "t", "task": "text-classification", "data": {"source": "builtin:iris"},
+        "model": {"arch": "bert", "size": "tiny", "layers": 1, "max_length": 16},
+        "tokenizer": {"vocab_size": 200, "min_frequency": 1},
+    })
+    return TextClassification(recipe)
+
+
+def test_encode_keeps_labels_and_truncates():
+    t = task()
+    t.setup(frame())
+    assert t.labels == ["neg", "pos"]
+    ds = t.encode(pd.DataFrame({"text": ["word " * 100], "label": ["pos"]}))
+    assert len(ds[0]["input_ids"]) == 16 and ds[0]["labels"] == 1
+    batch = t.collate([ds[0], t.encode(frame(1)).items[0]])
+    assert batch["input_ids"].shape[1] % 8 == 0  # padded to a multiple of 8
+
+
+def test_tiny_bert_learns_and_reloads_with_plain_transformers(tmp_path):
+    torch.manual_seed(0)
+    t = task()
+    t.setup(frame())
+    model = t.build_model()
+    ds = t.encode(frame())
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    loader = torch.utils.data.DataLoader(ds, batch_size=20, shuffle=True, collate_fn=t.collate)
+    model.train()
+    for _ in range(10):
+        for batch in loader:
+            loss = model(**batch).loss
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
+    logits, labels = predict_logits(model, ds, t.collate)
+    assert t.metrics(logits, labels)["accuracy"] == 1.0
+
+    t.save(model, tmp_path)
+    plain = AutoModelForSequenceClassification.from_pretrained(tmp_path)
+    tok = AutoTokenizer.from_pretrained(tmp_path)
+    assert plain.config.id2label == {0: "neg", 1: "pos"}
+    enc = tok(["i loved it"], return_tensors="pt")
+    assert plain(**enc).logits.argmax(-1).item() == 1
+
+    again, reloaded = load_task(tmp_path)
+    out = again.to_json(predict_logits(reloaded, again.encode(pd.DataFrame({"text": ["truly awful"]})),
+                                       again.collate)[0])
+    assert out[0]["label"] == "neg" and set(out[0]["scores"]) == {"neg", "pos"}
+    assert np.isclose(sum(out[0]["scores"].values()), 1.0, atol=1e-4)
