@@ -48,9 +48,9 @@ def test_sst2_from_packaged_minilm_learns_quickly(datasets_dir, tmp_path):
 
 
 def test_sst2_transformer_from_scratch_runs(datasets_dir, tmp_path):
-    metrics = run(tmp_path, "sst2_transformer.yaml", "data.limit={train: 3000, test: 300}", "train.epochs=1",
+    metrics = run(tmp_path, "sst2_transformer.yaml", "data.limit={train: 10000, test: 300}", "train.epochs=1",
                   "train.eval_every=epoch", "train.checkpoint_every=epoch")
-    assert metrics["validation"]["accuracy"] > 0.55
+    assert metrics["validation"]["accuracy"] > 0.6
 
 
 def test_cifar10_cnn_runs(datasets_dir, tmp_path):
