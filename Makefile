@@ -30,4 +30,4 @@ quickstart: setup
 	$(BIN)/danlu quickstart
 
 test: setup-test
-	$(BIN)/python -m pytest -q -x --timeout=900 -p no:cacheprovider
+	$(BIN)/python -m pytest -q --timeout=900 -p no:cacheprovider
