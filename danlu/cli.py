@@ -132,8 +132,8 @@ def runs(root: Path = typer.Option(Path("runs"), "--root")):
     for path in sorted(p for p in root.glob("*") if (p / "state.json").exists()):
         run = Run(path)
         state, metrics = run.state(), run.metrics()
-        table.add_row(str(path), state.get("task", "?"), state.get("status", "?"), _main(metrics),
-                      state.get("updated", ""))
+        table.add_row(str(path), state.get("task", "?"), state.get("status", "?"),
+                      _main(metrics, state.get("main_metric")), state.get("updated", ""))
     Console(width=400).print(table)  # one line per run, however narrow the terminal
 
 
@@ -151,18 +151,14 @@ def quickstart(output: Path = typer.Option(None, "-o", "--output")):
         _print_results(run, rec)
 
 
-def _main(metrics: dict) -> str:
-    from danlu.evaluate.metrics import MAIN_METRIC
-
+def _main(metrics: dict, name: str | None) -> str:
+    """The run's main metric on its test split (else validation, else cross-validation)."""
     for split in ("test", "validation"):
         values = metrics.get(split) or {}
-        for name in ("accuracy", MAIN_METRIC["regression"]):
-            if name in values:
-                return f"{split} {name} {values[name]:.4f}"
-    cv = metrics.get("cross_validation") or {}
-    for name, stats in cv.items():
-        return f"cv {name} {stats['mean']:.4f}"
-    return "-"
+        if name in values:
+            return f"{split} {name} {values[name]:.4f}"
+    stats = (metrics.get("cross_validation") or {}).get(name)
+    return f"cv {name} {stats['mean']:.4f}" if stats else "-"
 
 
 def _metrics_table(metrics: dict, main: str | None) -> None:

@@ -87,6 +87,7 @@ def train(recipe: Recipe, out_dir: str | Path | None = None, runs_root: str | Pa
     say(f"{'resuming' if resuming else 'run'}: {run.root}")
     atomic_write_text(run.recipe_path, recipe.to_yaml())
     run.set_state(status="running", recipe_hash=recipe_hash(recipe), name=recipe.name, task=recipe.task,
+                  main_metric=main_metric(recipe),
                   recipe_dir=str(recipe.base_dir) if recipe.base_dir else None)
     try:
         _train_stages(recipe, run, say)
@@ -140,14 +141,20 @@ def _train_stages(recipe: Recipe, run: Run, say) -> None:
         "created": time.strftime("%Y-%m-%d %H:%M"),
         "metrics": {k: v for k, v in metrics.items() if k != "cross_validation"},
         "history": result.history, "data_report_md": quality.to_markdown(), "cross_validation": cv,
-        "model": {"arch": type(model).__name__, "parameters": total, "trainable": trainable,
-                  "source": recipe.model.from_ or f"scratch ({recipe.model.arch or 'default'}, {recipe.model.size})"},
-        "training": {"seconds": round(result.seconds, 1), "epochs": round(result.epochs, 2), "steps": result.steps,
+        "model": {"arch": _describe(model), "parameters": total, "trainable": trainable,
+                  "source": recipe.model.from_ or "built from a config (random initialisation)"},
+        "training": {"seconds": f"{result.seconds:.1f}", "epochs": f"{result.epochs:g}", "steps": result.steps,
                      "precision": result.precision, "compile": result.compiled,
-                     "resumed_from": result.resumed_from, "optimizer": recipe.train.optimizer, "lr": recipe.train.lr},
+                     "resumed_from": result.resumed_from, "optimizer": recipe.train.optimizer,
+                     "lr": f"{recipe.train.lr:g}", "batch_size": recipe.train.batch_size},
         "recipe_yaml": recipe.to_yaml(), "notes": warnings,
     }
     write_report(run.root, info)
+
+
+def _describe(model) -> str:
+    arch = getattr(model.config, "arch", None)  # the classic nets say which they are
+    return f"{arch} ({type(model).__name__})" if arch else type(model).__name__
 
 
 def _fit(recipe, task, model, train_ds, eval_ds, checkpoints: Path, history: Path, metric: str,

@@ -9,7 +9,7 @@ import torch
 from transformers import TrainerCallback
 
 from danlu.models import ClassicConfig, ClassicModel
-from danlu.recipe import TrainConfig
+from danlu.recipe import EarlyStoppingConfig, TrainConfig
 from danlu.tasks.base import Examples
 from danlu.train.engine import DanluTrainer, choose_compile, choose_precision, fit, latest_complete_checkpoint
 
@@ -149,3 +149,29 @@ def test_auto_precision_and_compile_choices():
     assert choose_compile("auto", False, 10_000) is False
     assert choose_compile("auto", True, 10) is False
     assert choose_compile("auto", True, 10_000) is torch.cuda.is_available()
+
+
+def test_early_stopping_ends_training_when_the_metric_stalls(tmp_path):
+    ds, _ = data()
+    cfg = TrainConfig(epochs=20, batch_size=64, progress=False, early_stopping=EarlyStoppingConfig(patience=2))
+    result = fit(model(), ds, ds, collate, cfg, tmp_path / "ckpt", tmp_path / "h.json",
+                 compute_metrics=lambda pred: {"accuracy": 0.5}, metric="accuracy", greater_is_better=True,
+                 large_model=False)
+    assert result.epochs == 3  # the first evaluation, then `patience` without improvement
+
+
+def test_length_buckets_hold_similar_lengths_in_random_order():
+    from danlu.train.engine import LengthBucketSampler
+
+    lengths = list(np.random.default_rng(0).integers(1, 60, size=640))
+    sampler = LengthBucketSampler(lengths, batch_size=32, seed=0, window=5)
+    order = list(sampler)
+    assert sorted(order) == list(range(640))
+    batches = [order[i:i + 32] for i in range(0, 640, 32)]
+    spread = np.mean([np.ptp([lengths[i] for i in b]) for b in batches])
+    assert spread < 20  # random batches of 32 would span most of 1..59
+    firsts = [max(lengths[i] for i in b) for b in batches[:5]]
+    assert firsts != sorted(firsts, reverse=True)  # windows are not replayed longest-first
+    assert list(sampler) == order  # same seed and epoch: same order (resume replays it)
+    sampler.set_epoch(1)
+    assert list(sampler) != order
