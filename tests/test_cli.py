@@ -166,3 +166,31 @@ def test_a_killed_run_resumes_with_the_same_command(tmp_path):
     report = (runs[0] / "report.md").read_text()
     assert "checkpoint-" in report  # the report records where training resumed from
     assert json.loads((runs[0] / "state.json").read_text())["status"] == "done"
+
+
+def test_image_run_predicts_an_image_path_and_a_text_run_a_string(tmp_path):
+    for cls, color in (("red", (230, 20, 20)), ("blue", (20, 20, 230))):
+        (tmp_path / "img" / cls).mkdir(parents=True)
+        for i in range(8):
+            Image.new("RGB", (8, 8), tuple(max(0, c - 3 * i) for c in color)).save(tmp_path / "img" / cls / f"{i}.png")
+    body = {"name": "colours", "task": "image-classification",
+            "data": {"source": "img", "split": {"validation": 0, "test": 0.25}},
+            "quality": {"max_duplicates": 0.5},
+            "model": {"arch": "mlp", "hidden": [8]},
+            "train": {"epochs": 15, "batch_size": 4, "optimizer": "adam", "lr": 0.01, "progress": False}}
+    result, text = invoke("train", recipe(tmp_path, body), "-o", tmp_path / "run")
+    assert result.exit_code == 0, text
+    result, text = invoke("predict", tmp_path / "run", tmp_path / "img" / "blue" / "3.png")
+    pred = json.loads(text.strip().splitlines()[-1])
+    assert pred["label"] == "blue" and pred["image"].endswith("3.png")
+
+    (tmp_path / "t.csv").write_text("text,label\n" + "great film,pos\nawful film,neg\n" * 30)
+    body = {"name": "words", "task": "text-classification", "data": {"source": "t.csv"},
+            "quality": {"on_fail": "warn"},
+            "model": {"layers": 1, "max_length": 8}, "tokenizer": {"vocab_size": 100, "min_frequency": 1},
+            "train": {"epochs": 3, "batch_size": 8, "lr": 0.003, "progress": False}}
+    result, text = invoke("train", recipe(tmp_path, body, "t.yaml"), "-o", tmp_path / "text-run")
+    assert result.exit_code == 0, text
+    result, text = invoke("predict", tmp_path / "text-run", "great film")
+    pred = json.loads(text.strip().splitlines()[-1])
+    assert pred["text"] == "great film" and pred["label"] == "pos"

@@ -78,3 +78,16 @@ def test_grey_arrays_stay_single_channel():
     task.setup(frame)
     assert task.mode == "L"
     assert task.encode(frame)[0]["pixel_values"].shape == (1, 8, 8)
+
+
+def test_fine_tuning_from_a_saved_vit_directory(images, tmp_path):
+    task = make("vit")
+    task.setup(images)
+    task.save(train(task, images, steps=5, lr=1e-3), tmp_path / "base")
+    child = make("vit", {"from": str(tmp_path / "base")})
+    child.setup(images)
+    assert child.arch == "pretrained" and child.processor is not None
+    model = child.build_model()
+    assert type(model).__name__ == "ViTForImageClassification"
+    logits, _ = predict_logits(model, child.encode(images.head(4)), child.collate)
+    assert logits.shape == (4, 3)
