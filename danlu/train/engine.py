@@ -112,9 +112,10 @@ class LengthBucketSampler(torch.utils.data.Sampler):
 class DanluTrainer(Trainer):
     def __init__(self, *args, optimizer_name: str = "adamw", momentum: float = 0.9, l1: float = 0.0,
                  class_weights: torch.Tensor | None = None, sample_weights: np.ndarray | None = None,
-                 group_by_length: bool = False, **kwargs):
+                 group_by_length: bool = False, distill: tuple[float, float] | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.group_by_length = group_by_length
+        self.distill = distill  # (temperature, alpha) when examples carry teacher logits
         self.optimizer_name = optimizer_name
         self.momentum = momentum
         self.l1 = l1
@@ -128,7 +129,9 @@ class DanluTrainer(Trainer):
             return self.optimizer
         opt_model = self.model if model is None else model
         decay = set(self.get_decay_parameter_names(opt_model))
-        params = [(n, p) for n, p in opt_model.named_parameters() if p.requires_grad]
+        # Frozen parameters stay in the optimizer (they get no gradient, so no update): gradual
+        # unfreezing can then switch them on without a new optimizer.
+        params = list(opt_model.named_parameters())
         groups = [
             {"params": [p for n, p in params if n in decay], "weight_decay": self.args.weight_decay},
             {"params": [p for n, p in params if n not in decay], "weight_decay": 0.0},
@@ -148,9 +151,14 @@ class DanluTrainer(Trainer):
         return self.optimizer
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        teacher = inputs.pop("teacher_logits", None)
         outputs = model(**inputs)
         loss = outputs["loss"]
-        if self.class_weights is not None and "labels" in inputs:
+        if teacher is not None and self.distill and model.training:
+            from danlu.train.distill import distill_loss
+
+            loss = distill_loss(outputs["logits"], teacher, inputs["labels"], *self.distill)
+        elif self.class_weights is not None and "labels" in inputs:
             weights = self.class_weights.to(outputs["logits"].device)
             loss = nn.functional.cross_entropy(outputs["logits"].float(), inputs["labels"], weight=weights)
         if self.l1 and model.training:
@@ -275,7 +283,8 @@ def fit(model: nn.Module, train_ds, eval_ds, collator, cfg, checkpoints: Path, h
         compute_metrics: Callable | None, metric: str | None, greater_is_better: bool,
         large_model: bool, class_weights: np.ndarray | None = None,
         sample_weights: np.ndarray | None = None, resume: bool = True,
-        callbacks: list[TrainerCallback] = (), group_by_length: bool = False) -> FitResult:
+        callbacks: list[TrainerCallback] = (), group_by_length: bool = False,
+        distill: tuple[float, float] | None = None) -> FitResult:
     steps_per_epoch = max(1, len(train_ds) // (cfg.batch_size * cfg.grad_accum))
     planned = cfg.max_steps or int(steps_per_epoch * cfg.epochs)
     precision = choose_precision(cfg.precision, large_model)
@@ -291,7 +300,7 @@ def fit(model: nn.Module, train_ds, eval_ds, collator, cfg, checkpoints: Path, h
         optimizer_name=cfg.optimizer, momentum=cfg.momentum, l1=cfg.l1,
         class_weights=None if class_weights is None else torch.as_tensor(class_weights, dtype=torch.float32),
         # Batches of similar length waste little compute on padding (SST-2 phrases run 1-50 tokens).
-        sample_weights=sample_weights, group_by_length=group_by_length,
+        sample_weights=sample_weights, group_by_length=group_by_length, distill=distill,
     )
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
