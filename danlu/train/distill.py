@@ -9,6 +9,8 @@ once, with the teacher's own task, over the training frame, and travel with each
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import torch
@@ -67,3 +69,22 @@ def distill_loss(student: torch.Tensor, teacher: torch.Tensor, labels: torch.Ten
                                 nn.functional.softmax(teacher.float() / t, -1), reduction="batchmean") * t * t
     hard = nn.functional.cross_entropy(student.float(), labels)
     return alpha * soft + (1 - alpha) * hard
+
+
+def prepare(cfg, task, train_frame: pd.DataFrame, train_ds, base_dir=None):
+    """The recipe's `distill:` section: (train_ds with teacher logits, collate, (temperature, alpha))."""
+    if cfg is None:
+        return train_ds, task.collate, None
+    if task.kind != "classification":
+        raise DanluError("distill: distillation needs a classification task")
+    logits = teacher_logits(str(_teacher_dir(cfg.teacher, base_dir)), train_frame, task.labels)
+    return attach(train_ds, logits), collate_with_teacher(task.collate), (cfg.temperature, cfg.alpha)
+
+
+def _teacher_dir(name: str, base_dir: Path | None) -> Path:
+    roots = ([Path(base_dir)] if base_dir else []) + [Path.cwd()]
+    tried = [Path(name) if Path(name).is_absolute() else root / name for root in roots]
+    for candidate in tried:
+        if (candidate / "model" / "config.json").exists():
+            return candidate
+    raise DanluError(f"distill.teacher: no finished run at {' or '.join(map(str, tried))}")

@@ -97,6 +97,8 @@ def apply_lora(model: nn.Module, r: int, alpha: int, dropout: float, target: lis
     from peft import LoraConfig, get_peft_model
 
     head = [name for name, _ in model.named_children() if name in HEAD_NAMES and name != "pooler"]
+    if getattr(backbone(model), "pooler", None) is not None:
+        head.append("pooler")  # trained with the head, as in freeze(model, "backbone")
     config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=target,
                         task_type=task_type, modules_to_save=head or None)
     try:
@@ -108,3 +110,18 @@ def apply_lora(model: nn.Module, r: int, alpha: int, dropout: float, target: lis
 def merge_lora(model: nn.Module) -> nn.Module:
     """Fold the adapters into the weights so the saved model loads without peft."""
     return model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
+
+
+def apply_transfer(model: nn.Module, cfg) -> tuple[nn.Module, list[TrainerCallback]]:
+    """The recipe's `transfer:` section applied to a freshly built model."""
+    if cfg is None:
+        return model, []
+    if cfg.lora is not None:
+        if cfg.freeze not in (None, "none", 0) or cfg.gradual_unfreeze:
+            raise DanluError("transfer: LoRA already freezes the pretrained weights; drop freeze/gradual_unfreeze")
+        lora = cfg.lora
+        return apply_lora(model, lora.r, lora.alpha, lora.dropout, lora.target), []
+    if cfg.gradual_unfreeze:
+        return model, [GradualUnfreeze(model)]
+    freeze(model, cfg.freeze)
+    return model, []
