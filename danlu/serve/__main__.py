@@ -1,0 +1,3 @@
+from danlu.serve.commands import main
+
+main()

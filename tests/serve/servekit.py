@@ -1,0 +1,40 @@
+"""Helpers for the serve tests: an in-process client and a stub runner."""
+
+import asyncio
+import time
+from contextlib import asynccontextmanager
+
+import httpx
+
+from danlu.serve.runner import ModelInfo, Runner
+
+
+@asynccontextmanager
+async def client_for(app):
+    """An httpx client talking to `app` in-process, with its startup and shutdown run around it."""
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://danlu.test") as client:
+            yield client
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+class StubRunner(Runner):
+    """Answers every row after `delay` seconds and remembers each batch's size."""
+
+    def __init__(self, delay: float = 0.0, task: str = "text-classification", features=(), fail_on=None):
+        self.info = ModelInfo(name="stub", task=task, labels=["neg", "pos"], features=list(features))
+        self.delay, self.fail_on, self.batches = delay, fail_on, []
+
+    def predict(self, frame):
+        self.batches.append(len(frame))
+        time.sleep(self.delay)
+        rows = frame.to_dict("records")
+        if self.fail_on is not None and any(self.fail_on in str(r) for r in rows):
+            from danlu.errors import DataError
+
+            raise DataError(f"cannot read input containing {self.fail_on!r}")
+        return [{"label": "pos", "score": 1.0, "row": {k: str(v)[:20] for k, v in r.items()}} for r in rows]
