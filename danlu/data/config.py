@@ -16,7 +16,9 @@ Format = Literal["auto", "csv", "tsv", "jsonl", "json", "parquet", "txt",
                  "imagefolder", "image_csv", "idx", "builtin", "hub"]
 FORMATS: tuple[str, ...] = get_args(Format)
 
-Source = str | dict | None
+# A path, a glob ("poems/*.json"), or a list of them (read in order and stacked), builtin:/hub:
+# names, or {images, labels} for MNIST idx files.
+Source = str | list[str] | dict | None
 
 
 def _check_size(value: float | int, what: str) -> float | int:
@@ -62,12 +64,16 @@ class DataConfig(BaseModel):
     test: Source = None
     # auto = by extension (.csv .tsv .jsonl .json .parquet .txt, also .gz), folder, or prefix
     format: Format = "auto"
+    # .txt files: one example per line, or the whole file as one text (language modelling, where
+    # the default is file)
+    txt: Literal["lines", "file"] = "lines"
     # the first line holds the column names; defaults to false when column_names is given
     header: bool = True
     column_names: list[str] | None = None
     # None = "," for csv and "\t" for tsv
     delimiter: str | None = None
-    # role (text, label, image) -> column in the files; a list means the first that exists
+    # role (text, label, image) -> column in the files; a list means the first that exists.
+    # A text field that holds a list of strings (a poem's lines) is joined with newlines.
     columns: dict[str, str | list[str]] = Field(default_factory=dict)
     # tabular feature columns; None = every column that is not a role
     features: list[str] | None = None
@@ -93,6 +99,8 @@ class DataConfig(BaseModel):
                     f"paths; got keys {sorted(value)}")
         if isinstance(value, str) and not value.strip():
             raise ValueError("must not be empty")
+        if isinstance(value, list) and (not value or not all(isinstance(v, str) and v.strip() for v in value)):
+            raise ValueError("a list source needs at least one path, and every item is a path")
         return value
 
     @field_validator("columns")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import glob
 import os
 from pathlib import Path
 
@@ -45,6 +46,23 @@ def resolve_data_path(value: str, recipe_dir: Path | None) -> Path:
         f"data path '{value}' not found; tried: {', '.join(str(p) for p in tried)}"
         + (f"; did you mean '{hint}'?" if hint else "")
         + ("" if data_root() else "; set DANLU_DATA to the folder that holds your datasets"))
+
+
+def is_glob(value: str) -> bool:
+    return any(c in value for c in "*?[")
+
+
+def resolve_data_paths(value: str, recipe_dir: Path | None) -> list[Path]:
+    """One path, or the files a glob matches (sorted), under the first base where it matches any."""
+    if not is_glob(value):
+        return [resolve_data_path(value, recipe_dir)]
+    tried = candidate_paths(value, recipe_dir)
+    for candidate in tried:
+        found = sorted(Path(p) for p in glob.glob(str(candidate)) if Path(p).is_file())
+        if found:
+            return found
+    raise DataError(f"data path pattern '{value}' matches no file; tried: {', '.join(str(p) for p in tried)}"
+                    + ("" if data_root() else "; set DANLU_DATA to the folder that holds your datasets"))
 
 
 def _closest_existing(tried: list[Path]) -> str | None:

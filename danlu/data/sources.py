@@ -19,7 +19,7 @@ import pandas as pd
 
 from danlu.data import builtin, hub, images
 from danlu.data.config import DataConfig
-from danlu.data.paths import display_path, resolve_data_path
+from danlu.data.paths import display_path, is_glob, resolve_data_path, resolve_data_paths
 from danlu.data.rows import finish
 from danlu.errors import DataError
 
@@ -34,6 +34,9 @@ def read_source(source: str | dict, data: DataConfig, recipe_dir: Path | None
                 ) -> pd.DataFrame | dict[str, pd.DataFrame]:
     """Read one source. A dict comes back when the source itself holds several splits
     (a hub dataset, an image folder with train/ and test/ inside)."""
+    if isinstance(source, list) or (isinstance(source, str) and is_glob(source)
+                                    and not source.startswith(("builtin:", "hub:"))):
+        return read_many(source, data, recipe_dir)
     fmt = source_format(source, data.format)
     if fmt == "idx":
         if not isinstance(source, dict):
@@ -62,7 +65,7 @@ def read_source(source: str | dict, data: DataConfig, recipe_dir: Path | None
     if fmt == "json":
         return read_json(path)
     if fmt == "txt":
-        return read_txt(path)
+        return read_txt(path, whole=data.txt == "file")
     is_tsv = fmt == "tsv" or (fmt == "image_csv" and path_format(path, strict=False) == "tsv")
     frame = read_delimited(
         path, delimiter=data.delimiter or ("\t" if is_tsv else ","),
@@ -78,6 +81,19 @@ def read_source(source: str | dict, data: DataConfig, recipe_dir: Path | None
     if image_column and (fmt == "image_csv" or images.looks_like_image_paths(frame[image_column])):
         frame[image_column] = images.resolve_image_paths(frame[image_column], path)
     return frame
+
+
+def read_many(source: str | list[str], data: DataConfig, recipe_dir: Path | None) -> pd.DataFrame:
+    """Several files (a list, globs) stacked in order; each row keeps its own file and row number."""
+    paths = [p for item in ([source] if isinstance(source, str) else source)
+             for p in resolve_data_paths(item, recipe_dir)]
+    frames = []
+    for path in paths:
+        got = read_source(str(path), data, recipe_dir)
+        if isinstance(got, dict):
+            raise DataError(f"{display_path(path)} holds splits ({', '.join(got)}); list only plain files")
+        frames.append(got)
+    return pd.concat(frames, ignore_index=True)
 
 
 def source_format(source: str | dict, declared: str) -> str:
@@ -236,8 +252,14 @@ def read_parquet(path: Path) -> pd.DataFrame:
     return finish(frame.reset_index(drop=True), range(1, len(frame) + 1), path)
 
 
-def read_txt(path: Path) -> pd.DataFrame:
-    """One example per line, in a column `text`; blank lines are skipped but keep their numbers."""
+def read_txt(path: Path, whole: bool = False) -> pd.DataFrame:
+    """One example per line, in a column `text`; blank lines are skipped but keep their numbers.
+    whole: the file is one text (a corpus for language modelling), its line breaks kept."""
+    if whole:
+        text = read_text(path).replace("\r\n", "\n")
+        if not text.strip():
+            raise DataError(f"{display_path(path)} is empty")
+        return finish(pd.DataFrame({"text": [text]}), [1], path)
     pairs = [(n, line.rstrip("\r")) for n, line in enumerate(read_text(path).split("\n"), start=1)
              if line.strip()]
     if not pairs:

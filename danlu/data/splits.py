@@ -113,7 +113,19 @@ def map_columns(frame: pd.DataFrame, data: DataConfig, roles: Iterable[str], opt
         renames[found] = role
     # A column that already bears a role's name but is not that role would collide on rename.
     clashes = [role for role in renames.values() if role in frame.columns and role not in renames]
-    return frame.drop(columns=clashes).rename(columns=renames)
+    return _join_lists(frame.drop(columns=clashes).rename(columns=renames))
+
+
+def _join_lists(frame: pd.DataFrame) -> pd.DataFrame:
+    """A text field holding a list of strings (a poem's `paragraphs`) becomes one text, a line per item."""
+    text = frame.get("text")
+    if text is None or text.dtype != object:
+        return frame
+    lists = text.map(lambda v: isinstance(v, (list, tuple, np.ndarray))).to_numpy(dtype=bool)
+    if lists.any():
+        frame = frame.copy()
+        frame.loc[lists, "text"] = text[lists].map(lambda v: "\n".join(str(x) for x in v))
+    return frame
 
 
 def _missing_column(frame: pd.DataFrame, role: str, candidates: list[str], every_column: list[str]) -> str:
@@ -221,6 +233,8 @@ def _carve(frames: dict[str, pd.DataFrame], data: DataConfig, seed: int, stratif
            ) -> tuple[dict[str, pd.DataFrame], list[str]]:
     pool = frames["train"].reset_index(drop=True)
     n = len(pool)
+    if n == 1 and "text" in pool and "label" not in pool:
+        return _carve_text(frames, data)
     n_test = 0 if "test" in frames else _size(data.split.test, n)
     n_val = 0 if "validation" in frames else _size(data.split.validation, n)
     if n_test + n_val == 0:
@@ -243,6 +257,27 @@ def _carve(frames: dict[str, pd.DataFrame], data: DataConfig, seed: int, stratif
         if name == "train" or (name not in frames and len(index)):
             out[name] = pool.iloc[np.sort(index)].reset_index(drop=True)
     return out, notes
+
+
+def _carve_text(frames: dict[str, pd.DataFrame], data: DataConfig) -> tuple[dict[str, pd.DataFrame], list[str]]:
+    """One document (a txt corpus) is cut by characters, like nanoGPT: test is the last share of
+    the text, validation the share just before it; a fraction is of the characters, an integer a count."""
+    pool = frames["train"].reset_index(drop=True)
+    text = str(pool["text"].iloc[0])
+    n = len(text)
+    n_test = 0 if "test" in frames else _size(data.split.test, n)
+    n_val = 0 if "validation" in frames else _size(data.split.validation, n)
+    if n_test + n_val >= n:
+        raise DataError(f"split: validation ({n_val:,}) + test ({n_test:,}) characters would take all {n:,} "
+                        f"characters of {_name(pool)}; lower data.split.validation / data.split.test")
+    cuts = {"train": (0, n - n_test - n_val), "validation": (n - n_test - n_val, n - n_test), "test": (n - n_test, n)}
+    out = dict(frames)
+    for name, (start, end) in cuts.items():
+        if name == "train" or (name not in frames and end > start):
+            out[name] = pool.assign(text=text[start:end])
+    note = f"one document of {n:,} characters, cut by characters: " + ", ".join(
+        f"{name} {end - start:,}" for name, (start, end) in cuts.items() if name in out and end > start)
+    return out, [note]
 
 
 def _take(index: np.ndarray, pool: pd.DataFrame, count: int, seed: int, stratify: bool

@@ -9,11 +9,17 @@ from danlu.errors import DanluError
 from danlu.models.classic import ClassicConfig, ClassicModel
 
 # Named sizes, after published configurations: BERT tiny/small from Turc et al. 2019
-# (google/bert_uncased_L-2_H-128_A-2, L-4_H-512_A-8), ViT sizes from DeiT (Touvron et al. 2021).
+# (google/bert_uncased_L-2_H-128_A-2, L-4_H-512_A-8), ViT sizes from DeiT (Touvron et al. 2021),
+# GPT tiny = nanoGPT's CPU Shakespeare model, small = its "baby GPT", base = GPT-2 124M.
 SIZES = {
     "bert": {
         "tiny": dict(layers=2, embedding=128, heads=2, feed_forward=512),
         "small": dict(layers=4, embedding=512, heads=8, feed_forward=2048),
+        "base": dict(layers=12, embedding=768, heads=12, feed_forward=3072),
+    },
+    "gpt": {
+        "tiny": dict(layers=4, embedding=128, heads=4, feed_forward=512),
+        "small": dict(layers=6, embedding=384, heads=6, feed_forward=1536),
         "base": dict(layers=12, embedding=768, heads=12, feed_forward=3072),
     },
     "vit": {

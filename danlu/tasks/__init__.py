@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from danlu.tasks.base import Task, predict_logits
+from danlu.tasks.causal_lm import CausalLM
 from danlu.tasks.image_classification import ImageClassification
 from danlu.tasks.tabular import TabularRegression, TabularTask
 from danlu.tasks.text_classification import TextClassification
@@ -14,6 +15,7 @@ TASKS: dict[str, type[Task]] = {
     "image-classification": ImageClassification,
     "tabular-classification": TabularTask,
     "tabular-regression": TabularRegression,
+    "causal-lm": CausalLM,
 }
 
 

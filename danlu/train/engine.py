@@ -137,6 +137,7 @@ class DanluTrainer(Trainer):
             {"params": [p for n, p in params if n not in decay], "weight_decay": 0.0},
         ]
         lr = self.args.learning_rate
+        betas = (self.args.adam_beta1, self.args.adam_beta2)
         name = self.optimizer_name
         if name == "sgd":
             self.optimizer = torch.optim.SGD(groups, lr=lr)
@@ -145,9 +146,9 @@ class DanluTrainer(Trainer):
         elif name == "adagrad":
             self.optimizer = torch.optim.Adagrad(groups, lr=lr)
         elif name == "adam":  # classic Adam: weight decay is an L2 term in the gradient
-            self.optimizer = torch.optim.Adam(groups, lr=lr)
+            self.optimizer = torch.optim.Adam(groups, lr=lr, betas=betas)
         else:
-            self.optimizer = torch.optim.AdamW(groups, lr=lr)
+            self.optimizer = torch.optim.AdamW(groups, lr=lr, betas=betas)
         return self.optimizer
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -250,6 +251,7 @@ def _training_arguments(cfg, out_dir: Path, has_eval: bool, precision: str, comp
         learning_rate=cfg.lr,
         weight_decay=cfg.weight_decay,
         lr_scheduler_type=SCHEDULES[cfg.schedule],
+        adam_beta2=cfg.beta2,
         warmup_steps=warmup,
         max_grad_norm=cfg.max_grad_norm or 0.0,
         eval_strategy=eval_strategy,
@@ -272,6 +274,9 @@ def _training_arguments(cfg, out_dir: Path, has_eval: bool, precision: str, comp
         label_names=["labels"],
         save_safetensors=True,
     )
+    if cfg.schedule == "cosine" and cfg.min_lr:
+        kwargs["lr_scheduler_type"] = "cosine_with_min_lr"
+        kwargs["lr_scheduler_kwargs"] = {"min_lr": cfg.min_lr}
     if eval_steps:
         kwargs["eval_steps"] = eval_steps
     if save_steps:
