@@ -31,7 +31,7 @@ DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--pretrain-epochs", type=float, default=10)
+    p.add_argument("--pretrain-epochs", type=float, default=3)
     p.add_argument("--finetune-epochs", type=float, default=1)
     p.add_argument("--train-size", type=int, default=None, help="labelled examples for fine-tuning")
     p.add_argument("--data", default=os.environ.get("DANLU_DATA", str(DEFAULT_DATA)))
