@@ -21,9 +21,14 @@ def register(app: typer.Typer) -> None:
         stream: bool = typer.Option(True, "--stream/--no-stream", help="print tokens as they are sampled"),
     ):
         """Continue PROMPT with text sampled from a causal-lm run, printed as it comes."""
+        import transformers
+
         from danlu.cli import friendly  # imported here: cli imports this module to register it
         from danlu.generate import generate as generate_text
 
+        # Only the text goes to the terminal: no weight-loading bars or generation advice.
+        transformers.logging.set_verbosity_error()
+        transformers.logging.disable_progress_bar()
         with friendly():
             sys.stdout.write(prompt)
             for piece in generate_text(run, prompt, max_new_tokens=max_new_tokens, temperature=temperature,

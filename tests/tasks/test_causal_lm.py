@@ -8,13 +8,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 
 from danlu.data import load_splits
 from danlu.errors import DanluError, DataError
 from danlu.pipeline import check_data, evaluate_run, train
 from danlu.recipe import recipe_from_dict
 from danlu.tasks.causal_lm import CausalLM, TokenBlocks, TokenWindows
+from danlu.train.engine import fit
 from danlu.train.tokenizer import train_tokenizer
 
 VERSE = "春眠不覺曉，處處聞啼鳥。\n夜來風雨聲，花落知多少。"
@@ -172,3 +173,33 @@ def test_starter_recipe_validates():
     text = (Path(__file__).resolve().parents[2] / "danlu" / "starters" / "causal-lm.yaml").read_text()
     recipe = Recipe.model_validate(yaml.safe_load(text))  # schema only: the data path is a placeholder
     assert recipe.task == "causal-lm" and recipe.tokenizer.kind == "byte_bpe"
+
+
+class _StopAt(TrainerCallback):
+    def __init__(self, step):
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            raise KeyboardInterrupt
+
+
+def test_a_killed_run_resumes_on_the_same_windows(tmp_path):
+    """Three epochs of random windows; killed at step 14, resumed from checkpoint-10: the same weights."""
+    r = recipe(tmp_path, train={"max_steps": 24, "batch_size": 8, "checkpoint_every": 5, "keep_checkpoints": 5})
+    task = CausalLM(r)
+    task.setup(pd.DataFrame({"text": [ENGLISH]}))
+    train_ds = task.encode_train(pd.DataFrame({"text": [ENGLISH[:1000]]}))  # 62 windows: 8 steps an epoch
+
+    def run(folder, callbacks=()):
+        torch.manual_seed(0)
+        return fit(task.build_model(), train_ds, None, task.collate, r.train, folder / "ckpt", folder / "h.json",
+                   None, None, False, large_model=True, callbacks=list(callbacks))
+
+    full = run(tmp_path / "full")
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "part", [_StopAt(14)])
+    resumed = run(tmp_path / "part")
+    assert resumed.resumed_from.endswith("checkpoint-10") and resumed.steps == 24 and full.epochs == 3
+    for a, b in zip(full.model.parameters(), resumed.model.parameters()):
+        assert torch.allclose(a, b, atol=1e-5)
