@@ -121,7 +121,9 @@ class CausalLM(Task):
             n_layer=shape["layers"], n_head=shape["heads"], n_inner=shape["feed_forward"],
             activation_function=cfg.activation,
             resid_pdrop=dropout, embd_pdrop=dropout, attn_pdrop=dropout,
-            bos_token_id=eos, eos_token_id=eos, pad_token_id=eos, **attention,
+            # No pad id, as GPT-2: the end-of-text token inside a training block separates documents
+            # and must be attended to, not taken for padding.
+            bos_token_id=eos, eos_token_id=eos, **attention,
         )
         return GPT2LMHeadModel(config)
 
