@@ -10,6 +10,7 @@ every variant of a run reads its input the same way.
 from __future__ import annotations
 
 import io
+from abc import ABC, abstractmethod
 import warnings
 from pathlib import Path
 
@@ -75,14 +76,15 @@ def quantize_torch(model):
         return quantize(model.eval(), {torch.nn.Linear}, dtype=torch.qint8)
 
 
-class Variant:
+class Variant(ABC):
     """A loaded variant. `task` encodes raw input (task.encode + task.collate) for predict_logits."""
 
     def __init__(self, name: str, manifest: dict, task, folder: Path):
         self.name, self.manifest, self.task, self.folder = name, manifest, task, folder
 
-    def predict_logits(self, batch: dict) -> np.ndarray:  # pragma: no cover - overridden
-        raise NotImplementedError
+    @abstractmethod
+    def predict_logits(self, batch: dict) -> np.ndarray:
+        """Logits for one collated batch."""
 
 
 class TorchVariant(Variant):

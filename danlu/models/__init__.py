@@ -74,10 +74,22 @@ def _package_dir(spec: str) -> Path:
     return path
 
 
+def load_pretrained(factory, path: str, **kwargs):
+    """factory.from_pretrained(path), with a message the user can act on when it cannot be loaded."""
+    try:
+        return factory.from_pretrained(path, **kwargs)
+    except OSError as exc:
+        raise DanluError(
+            f"model.from: cannot load '{path}': {str(exc).splitlines()[0]} "
+            "(a local directory needs config.json and weights; a hub id needs internet access)"
+        ) from None
+
+
 def count_parameters(model) -> tuple[int, int]:
     total = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return total, trainable
 
 
-__all__ = ["ClassicConfig", "ClassicModel", "SIZES", "shape_of", "resolve_pretrained", "count_parameters"]
+__all__ = ["ClassicConfig", "ClassicModel", "SIZES", "shape_of", "resolve_pretrained", "load_pretrained",
+           "count_parameters"]

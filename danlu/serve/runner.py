@@ -8,6 +8,7 @@ per call; it must be safe to call from `workers_threads` threads at once.
 from __future__ import annotations
 
 import contextlib
+from abc import ABC, abstractmethod
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,12 +54,12 @@ class ModelInfo:
         )
 
 
-class Runner:
+class Runner(ABC):
     info: ModelInfo
 
+    @abstractmethod
     def predict(self, frame: pd.DataFrame) -> list[dict]:
         """One prediction dict per row of `frame`, in order."""
-        raise NotImplementedError
 
 
 class TaskRunner(Runner):

@@ -21,7 +21,7 @@ from torch.utils.data import Dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2Config, GPT2LMHeadModel
 
 from danlu.errors import DanluError, DataError
-from danlu.models import resolve_pretrained, shape_of
+from danlu.models import load_pretrained, resolve_pretrained, shape_of
 from danlu.tasks.base import Task
 from danlu.train.tokenizer import train_tokenizer
 
@@ -92,7 +92,7 @@ class CausalLM(Task):
             raise DataError("the training corpus has no text")
         path = self.pretrained_path()
         if path:
-            self.tokenizer = _load(AutoTokenizer, path)
+            self.tokenizer = load_pretrained(AutoTokenizer, path)
             if self.tokenizer.eos_token is None:
                 raise DanluError(f"model.from: the tokenizer of '{path}' has no end-of-text token")
         else:
@@ -107,7 +107,7 @@ class CausalLM(Task):
         attention = {"attn_implementation": "eager"} if self._eager_attention() else {}
         if path:
             extra = {} if cfg.dropout is None else dict(resid_pdrop=dropout, embd_pdrop=dropout, attn_pdrop=dropout)
-            model = _load(AutoModelForCausalLM, path, **extra, **attention)
+            model = load_pretrained(AutoModelForCausalLM, path, **extra, **attention)
             limit = getattr(model.config, "n_positions", None) or getattr(model.config, "max_position_embeddings", 0)
             if limit and self.block > limit:
                 raise DanluError(f"model.max_length: {self.block} is longer than the {limit} positions of '{path}'")
@@ -208,12 +208,3 @@ class CausalLM(Task):
         task.tokenizer = AutoTokenizer.from_pretrained(model_dir)
         return task, AutoModelForCausalLM.from_pretrained(model_dir)
 
-
-def _load(factory, path: str, **kwargs):
-    try:
-        return factory.from_pretrained(path, **kwargs)
-    except OSError as exc:
-        raise DanluError(
-            f"model.from: cannot load '{path}': {str(exc).splitlines()[0]} "
-            "(a local directory needs config.json and weights; a hub id needs internet access)"
-        ) from None

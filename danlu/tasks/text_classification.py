@@ -16,7 +16,7 @@ from transformers import (AutoModelForSequenceClassification, AutoTokenizer, Ber
                           BertForSequenceClassification, DataCollatorWithPadding)
 
 from danlu.errors import DanluError
-from danlu.models import resolve_pretrained, shape_of
+from danlu.models import load_pretrained, resolve_pretrained, shape_of
 from danlu.tasks.base import Examples, Task
 from danlu.train.tokenizer import train_tokenizer
 
@@ -42,7 +42,7 @@ class TextClassification(Task):
         self.fit_labels(train["label"])
         path = self.pretrained_path()
         if path:
-            self.tokenizer = _load(AutoTokenizer, path)
+            self.tokenizer = load_pretrained(AutoTokenizer, path)
         else:
             tok = self.recipe.tokenizer
             self.tokenizer = train_tokenizer(train["text"].astype(str).tolist(), tok.kind, tok.vocab_size,
@@ -59,7 +59,8 @@ class TextClassification(Task):
             if cfg.dropout is not None:
                 extra = dict(hidden_dropout_prob=cfg.dropout, attention_probs_dropout_prob=cfg.dropout)
             # The checkpoint's own head (if any) has other classes: a new one is initialised.
-            return _load(AutoModelForSequenceClassification, path, ignore_mismatched_sizes=True, **labels, **extra)
+            return load_pretrained(AutoModelForSequenceClassification, path, ignore_mismatched_sizes=True,
+                                   **labels, **extra)
         if (cfg.arch or "bert") != "bert":
             raise DanluError(f"model.arch: text classification builds 'bert' encoders, not '{cfg.arch}'")
         shape = shape_of(cfg.model_copy(update={"arch": "bert"}))
@@ -107,15 +108,6 @@ class TextClassification(Task):
         task.tokenizer = AutoTokenizer.from_pretrained(model_dir)
         return task, AutoModelForSequenceClassification.from_pretrained(model_dir)
 
-
-def _load(factory, path: str, **kwargs):
-    try:
-        return factory.from_pretrained(path, **kwargs)
-    except OSError as exc:
-        raise DanluError(
-            f"model.from: cannot load '{path}': {str(exc).splitlines()[0]} "
-            "(a local directory needs config.json and weights; a hub id needs internet access)"
-        ) from None
 
 
 def token_lengths(dataset: Examples) -> np.ndarray:
