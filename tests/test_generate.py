@@ -9,24 +9,14 @@ from typer.testing import CliRunner
 from danlu.errors import DanluError
 from danlu.generate import dominant_lengths, generate, line_lengths
 from danlu.generate_commands import register
-from danlu.pipeline import train
-from danlu.recipe import recipe_from_dict
+from lmkit import train_tiny_lm
 
 TEXT = "".join(f"the cat sat on mat {i % 7}.\nthe dog ran to the log.\n" for i in range(150))
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("lm")
-    (root / "corpus.txt").write_text(TEXT)
-    recipe = recipe_from_dict({
-        "name": "lm", "task": "causal-lm", "data": {"source": "corpus.txt", "split": {"validation": 0.1, "test": 0}},
-        "model": {"layers": 1, "embedding": 32, "heads": 2, "feed_forward": 64, "max_length": 16},
-        "tokenizer": {"kind": "char", "min_frequency": 1},
-        "train": {"max_steps": 30, "batch_size": 16, "lr": 0.01, "progress": False, "precision": "fp32"},
-        "generate": {"samples": 0},
-    }, recipe_path=root / "r.yaml")
-    return train(recipe, root / "run").root
+    return train_tiny_lm(tmp_path_factory.mktemp("lm"), TEXT, steps=30, batch_size=16)
 
 
 def test_generate_is_deterministic_for_a_seed_and_streams_pieces(run_dir):

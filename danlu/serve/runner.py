@@ -65,8 +65,9 @@ class Runner(ABC):
 class TaskRunner(Runner):
     """task.encode -> task.collate -> logits(batch) -> task.to_json, for any network behind `logits`."""
 
-    def __init__(self, task, logits: Callable[[dict], np.ndarray], info: ModelInfo):
+    def __init__(self, task, logits: Callable[[dict], np.ndarray], info: ModelInfo, model=None):
         self.task, self.logits, self.info = task, logits, info
+        self.model = model  # the PyTorch network itself, for routes that sample text from it (causal LMs)
         # Fast (Rust) tokenizers raise "Already borrowed" when two threads use one at once;
         # only encoding is serialised, the forward passes still overlap.
         tokenizer = getattr(task, "tokenizer", None)
@@ -140,7 +141,7 @@ def load_runner(run_dir: str | Path, variant: str | None = None, precision: str 
         from danlu.tasks import load_task
 
         task, model = load_task(model_dir)
-        return TaskRunner(task, torch_logits(model, precision), info)
+        return TaskRunner(task, torch_logits(model, precision), info, model=model)
     if precision != "fp32":
         raise DanluError(f"--precision {precision} applies to the PyTorch model; a variant keeps its own precision")
     try:

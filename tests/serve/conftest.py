@@ -23,3 +23,15 @@ def text_run(tmp_path_factory):
         "train": {"epochs": 1, "progress": False},
     })
     return train(recipe, tmp / "run").root
+
+
+LM_TEXT = "".join(f"the cat sat on the mat {i % 7}.\nthe dog ran to the log.\n" for i in range(150))
+
+
+@pytest.fixture(scope="session")
+def lm_run(tmp_path_factory):
+    """A tiny character-level causal LM, trained for a few steps (a few seconds). The corpus is one
+    document, so the model has never seen an end-of-text token follow text: its samples run to max_tokens."""
+    from lmkit import train_tiny_lm
+
+    return train_tiny_lm(tmp_path_factory.mktemp("serve-lm"), LM_TEXT, steps=20, batch_size=8)
