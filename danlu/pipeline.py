@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import shutil
 import time
 from pathlib import Path
 
@@ -22,9 +21,11 @@ from danlu.evaluate.metrics import MAIN_METRIC, greater_is_better, summarize_fol
 from danlu.models import count_parameters
 from danlu.recipe import Recipe, task_kind
 from danlu.report import write_report
-from danlu.run import Run, atomic_write_json, atomic_write_text, read_json
+from danlu.run import Run, atomic_write_json, atomic_write_text, read_json, save_atomically
 from danlu.tasks import make_task, predict_logits
 from danlu.train.engine import fit, silence_transformers
+from danlu.train.plan import plan_training
+from danlu.train.pretrain_stage import pretrain_stage, summary
 
 log = logging.getLogger("danlu")
 
@@ -107,6 +108,9 @@ def _train_stages(recipe: Recipe, run: Run, say) -> None:
     frames = splits.frames
     metric = main_metric(recipe)
 
+    shipped = recipe  # as written: the report shows this one, not the one pointing at RUN/pretrain
+    recipe, pretrained = pretrain_stage(recipe, frames["train"], run.root, say)
+
     cv = None
     if recipe.evaluate.cross_validation:
         say(f"cross-validation: {recipe.evaluate.cross_validation} folds")
@@ -118,12 +122,14 @@ def _train_stages(recipe: Recipe, run: Run, say) -> None:
     set_seed(recipe.train.seed)  # Trainer seeds only after the model exists: seed its initial weights too
     model = task.build_model()
     data = encode_splits(task, frames)
-    total, trainable = count_parameters(model)
-    say(f"train: {task.name}, {type(model).__name__}, {total:,} parameters, {len(data['train']):,} examples")
+    plan = plan_training(recipe, task, model, frames["train"], data["train"])
+    total, trainable = count_parameters(plan.model)
+    say(f"train: {task.name}, {type(model).__name__}, {total:,} parameters ({trainable:,} trained), "
+        f"{len(data['train']):,} examples")
 
-    result = _fit(recipe, task, model, data["train"], data.get("validation"), run.checkpoints,
-                  run.history_path, metric, _label_ids(task, frames["train"]))
-    model = result.model
+    result = _fit(recipe, task, plan, data.get("validation"), run.checkpoints, run.history_path, metric,
+                  _label_ids(task, frames["train"]))
+    model = plan.finish(result.model)
 
     say("evaluate")
     metrics = {}
@@ -152,12 +158,14 @@ def _train_stages(recipe: Recipe, run: Run, say) -> None:
         "metrics": {k: v for k, v in metrics.items() if k != "cross_validation"},
         "history": result.history, "data_report_md": quality.to_markdown(), "cross_validation": cv,
         "model": {"arch": _describe(model), "parameters": total, "trainable": trainable,
-                  "source": recipe.model.from_ or "built from a config (random initialisation)"},
+                  "source": _source(recipe, pretrained)},
+        "pretrain": summary(pretrained), "adaptations": plan.notes,
+        "pretrain_history": _read_history(run.root / "pretrain" / "history.json") if pretrained else None,
         "training": {"seconds": f"{result.seconds:.1f}", "epochs": f"{result.epochs:g}", "steps": result.steps,
                      "precision": result.precision, "compile": result.compiled,
                      "resumed_from": result.resumed_from, "optimizer": recipe.train.optimizer,
                      "lr": f"{recipe.train.lr:g}", "batch_size": recipe.train.batch_size},
-        "recipe_yaml": recipe.to_yaml(), "notes": warnings, "samples": samples,
+        "recipe_yaml": shipped.to_yaml(), "notes": warnings, "samples": samples,
     }
     write_report(run.root, info)
 
@@ -187,8 +195,17 @@ def _describe(model) -> str:
     return f"{arch} ({type(model).__name__})" if arch else type(model).__name__
 
 
-def _fit(recipe, task, model, train_ds, eval_ds, checkpoints: Path, history: Path, metric: str,
-         ids: np.ndarray):
+def _read_history(path: Path) -> list:
+    return read_json(path) if path.exists() else []
+
+
+def _source(recipe: Recipe, pretrained: dict | None) -> str:
+    if pretrained:
+        return f"pretrained in this run ({pretrained.get('objective', 'mlm')}, {pretrained.get('steps')} steps)"
+    return recipe.model.from_ or "built from a config (random initialisation)"
+
+
+def _fit(recipe, task, plan, eval_ds, checkpoints: Path, history: Path, metric: str, ids: np.ndarray):
     cfg = recipe.train
     class_weights = sample_weights = None
     if task.kind == "classification" and cfg.imbalance != "none":
@@ -199,23 +216,15 @@ def _fit(recipe, task, model, train_ds, eval_ds, checkpoints: Path, history: Pat
         else:
             sample_weights = per_class[ids]
     es_metric = (cfg.early_stopping.metric if cfg.early_stopping and cfg.early_stopping.metric else metric)
-    return fit(model, train_ds, eval_ds, task.collate, cfg, checkpoints, history,
+    return fit(plan.model, plan.train_ds, eval_ds, plan.collate, cfg, checkpoints, history,
                compute_metrics=task.trainer_metrics, metric=es_metric,
                greater_is_better=greater_is_better(es_metric), large_model=task.large_model,
                class_weights=class_weights, sample_weights=sample_weights,
-               group_by_length=task.group_by_length)
+               group_by_length=task.group_by_length, callbacks=plan.callbacks, distill=plan.distill)
 
 
 def _save_model(task, model, model_dir: Path) -> None:
-    """Save into a temporary folder, then swap it in: a half-saved model never sits at model/."""
-    tmp = model_dir.with_name(model_dir.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    task.save(model, tmp)
-    if model_dir.exists():
-        shutil.rmtree(model_dir)
-    tmp.rename(model_dir)
+    save_atomically(model_dir, lambda tmp: task.save(model, tmp))
 
 
 def cross_validate(recipe: Recipe, splits, run: Run) -> dict:
@@ -235,12 +244,12 @@ def cross_validate(recipe: Recipe, splits, run: Run) -> dict:
         train_frame, test_frame = pool.iloc[train_idx], pool.iloc[test_idx]
         task.setup(train_frame, splits.features, splits.categorical)
         set_seed(recipe.train.seed)
-        model = task.build_model()
+        plan = plan_training(recipe, task, task.build_model(), train_frame, task.encode(train_frame))
         # Folds train for the recipe's fixed budget: no validation split, so no early stopping.
         fold_recipe = recipe.model_copy(update={"train": recipe.train.model_copy(update={"early_stopping": None})})
-        result = _fit(fold_recipe, task, model, task.encode(train_frame), None, fold_dir / "checkpoints",
+        result = _fit(fold_recipe, task, plan, None, fold_dir / "checkpoints",
                       fold_dir / "history.json", main_metric(recipe), task.label_ids(train_frame["label"]))
-        logits, labels = predict_logits(result.model, task.encode(test_frame), task.collate)
+        logits, labels = predict_logits(plan.finish(result.model), task.encode(test_frame), task.collate)
         fold_metrics = task.metrics(logits, labels)
         atomic_write_json(done, fold_metrics)
         results.append(fold_metrics)

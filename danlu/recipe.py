@@ -113,6 +113,60 @@ class GenerateConfig(_Section):
     line_structure: bool = False
 
 
+class PretrainConfig(_Section):
+    """Self-supervised pretraining before the task's training, in the same run.
+
+    `mlm` (text-classification): a BERT-style encoder learns to fill in masked tokens, then the
+    classifier starts from its weights. `clm` (causal-lm): the language model first learns the
+    corpus, then the task's own text. The tokenizer (from scratch) is trained on the corpus.
+    """
+
+    objective: Literal["mlm", "clm"] = "mlm"
+    # A txt file (one text per line), a jsonl/csv/tsv/parquet file (its `column`), or a folder of
+    # .txt files; default: the task's own training inputs, labels ignored.
+    corpus: str | None = None
+    column: str = "text"
+    block_size: int | None = Field(default=None, ge=8)  # tokens per packed block; default model.max_length
+    mask_prob: float = Field(default=0.15, gt=0, lt=1)  # mlm: share of tokens masked
+    epochs: float = Field(default=1.0, gt=0)
+    max_steps: int | None = Field(default=None, ge=1)
+    lr: float | None = Field(default=None, gt=0)  # default train.lr
+    batch_size: int | None = Field(default=None, ge=1)  # default train.batch_size
+    warmup: float | None = Field(default=None, ge=0)  # default train.warmup
+
+
+class JointConfig(_Section):
+    """L = w_pre * L_mlm + w_fin * L_task on the same batches (text-classification)."""
+
+    w_pre: float = Field(default=0.5, ge=0)
+    w_fin: float = Field(default=1.0, gt=0)
+    mask_prob: float = Field(default=0.15, gt=0, lt=1)
+
+
+class LoraConfig(_Section):
+    r: int = Field(default=8, ge=1)
+    alpha: int = Field(default=16, ge=1)
+    dropout: float = Field(default=0.1, ge=0, lt=1)
+    target: list[str] | None = None  # module names, e.g. [query, value]; default: peft's choice per family
+
+
+class TransferConfig(_Section):
+    """What to train of a (pretrained) model; the rest keeps its weights."""
+
+    # `embeddings`, `backbone` (everything but the head), or the first N transformer layers.
+    freeze: Union[int, Literal["none", "embeddings", "backbone"]] = "none"
+    gradual_unfreeze: bool = False  # head first, then one more layer from the top each epoch
+    lora: LoraConfig | None = None  # adapters through peft, merged into the saved model
+
+
+class DistillConfig(_Section):
+    """Train on a teacher run's soft labels as well as the true labels (classification)."""
+
+    teacher: str  # a finished run (runs/big), relative to the recipe or the working directory
+    temperature: float = Field(default=2.0, gt=0)
+    alpha: float = Field(default=0.5, ge=0, le=1)  # weight of the soft (teacher) term
+
+
 class Recipe(_Section):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     task: Literal[TASKS]  # type: ignore[valid-type]
@@ -123,6 +177,10 @@ class Recipe(_Section):
     train: TrainConfig = TrainConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
     generate: GenerateConfig = GenerateConfig()
+    pretrain: PretrainConfig | None = None
+    joint: JointConfig | None = None
+    transfer: TransferConfig | None = None
+    distill: DistillConfig | None = None
 
     # Where the recipe came from: relative data paths are resolved against it.
     _path: Path | None = None
@@ -297,9 +355,39 @@ def _check_files(recipe: Recipe, source: str) -> None:
                 raise RecipeError(f"{source}: data.{key}: {exc}") from None
     if recipe.task in ("tabular-regression", "causal-lm") and recipe.train.imbalance != "none":
         raise RecipeError(f"{source}: train.imbalance: only classification tasks have classes to balance")
+    _check_training_sections(recipe, source)
     if recipe.task == "causal-lm" and recipe.evaluate.cross_validation:
         raise RecipeError(f"{source}: evaluate.cross_validation: not available for causal-lm "
                           "(a language model is measured by its validation loss)")
+
+
+def _check_training_sections(recipe: Recipe, source: str) -> None:
+    """Which of pretrain/joint/transfer/distill a task can use, told before anything runs."""
+    task = recipe.task
+    pre = recipe.pretrain
+    if pre is not None:
+        wanted = {"mlm": "text-classification", "clm": "causal-lm"}[pre.objective]
+        if task != wanted:
+            raise RecipeError(f"{source}: pretrain.objective: '{pre.objective}' pretrains a {wanted} model, "
+                              f"not {task} (use {'clm' if task == 'causal-lm' else 'mlm'} for {task})"
+                              if task in ("text-classification", "causal-lm") else
+                              f"{source}: pretrain: self-supervised pretraining is available for "
+                              f"text-classification (mlm) and causal-lm (clm), not {task}")
+    if recipe.joint is not None and task != "text-classification":
+        raise RecipeError(f"{source}: joint: the joint MLM + task objective needs text-classification, not {task}")
+    if recipe.distill is not None and task_kind(recipe) != "classification":
+        raise RecipeError(f"{source}: distill: distillation from soft labels needs a classification task")
+    transfer = recipe.transfer
+    if transfer is not None:
+        if transfer.lora is not None and (transfer.freeze != "none" or transfer.gradual_unfreeze):
+            raise RecipeError(f"{source}: transfer.lora: LoRA already keeps the pretrained weights frozen; "
+                              "drop transfer.freeze and transfer.gradual_unfreeze")
+        if transfer.gradual_unfreeze and transfer.freeze != "none":
+            raise RecipeError(f"{source}: transfer.gradual_unfreeze: starts from a frozen backbone itself; "
+                              "drop transfer.freeze")
+        if task.startswith("tabular") and (transfer.lora is not None or transfer.gradual_unfreeze):
+            raise RecipeError(f"{source}: transfer: the classic nets have no transformer layers for "
+                              "LoRA or gradual unfreezing")
 
 
 def task_kind(recipe: Recipe) -> str:

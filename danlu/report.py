@@ -155,6 +155,9 @@ def _sections(info: dict, plots: dict[str, bytes]) -> list[Section]:
         sections.append(("Metrics", [_metrics_table(metrics, main)]))
     if "loss" in plots:
         sections.append(("Training curve", [("image", "plots/loss.png", plots["loss"], "loss curve")]))
+    if "pretrain_loss" in plots:
+        sections.append(("Pretraining curve", [("image", "plots/pretrain_loss.png", plots["pretrain_loss"],
+                                                "pretraining loss curve")]))
     if info.get("samples"):  # a language model's generated text, shown as written
         blocks = []
         for sample in info["samples"]:
@@ -184,10 +187,12 @@ def _sections(info: dict, plots: dict[str, bytes]) -> list[Section]:
                 for name, s in folds.items()]
         note = ("text", "Standard deviation is the population std (ddof=0) over the folds.")
         sections.append(("Cross-validation", [("table", ["metric", "mean ± std", "folds"], rows), note]))
-    for key, title in (("model", "Model"), ("training", "Training")):
+    for key, title in (("model", "Model"), ("pretrain", "Pretraining"), ("training", "Training")):
         if info.get(key):
-            rows = [[name, _fmt(value)] for name, value in info[key].items()]
+            rows = [[name, _fmt(value)] for name, value in info[key].items() if value is not None]
             sections.append((title, [("table", ["", "value"], rows)]))
+    if info.get("adaptations"):
+        sections.append(("What was trained", [("list", [str(a) for a in info["adaptations"]])]))
     if info.get("data_report_md"):
         sections.append(("Data", [("verbatim", info["data_report_md"])]))
     if info.get("recipe_yaml"):
@@ -200,6 +205,9 @@ def _make_plots(info: dict) -> dict[str, bytes]:
     loss = _loss_plot(info.get("history") or [])
     if loss:
         plots["loss"] = loss
+    pretrain_loss = _loss_plot(info.get("pretrain_history") or [])
+    if pretrain_loss:
+        plots["pretrain_loss"] = pretrain_loss
     for split, split_metrics in (info.get("metrics") or {}).items():
         cm = (split_metrics or {}).get("confusion_matrix")
         if cm and cm.get("labels"):

@@ -6,6 +6,7 @@ Layout of `runs/<name>-<time>/`:
     checkpoints/        trainer checkpoints (checkpoint-N), used to resume
     model/              the final model, loadable with save_pretrained's counterpart
     metrics.json        one object per split
+    pretrain/           self-supervised pretraining (its checkpoints, model, metrics.json)
     history.json        training log (loss per step, eval per epoch)
     report.md/html      the human report, plots/ beside it
     state.json          {"status": "running" | "done" | "failed", "recipe_hash": ...}
@@ -15,10 +16,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from danlu.errors import RunError
 
@@ -49,6 +51,20 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, default=_json_default) + "\n")
+
+
+def save_atomically(folder: str | os.PathLike, write: Callable[[Path], Any]) -> None:
+    """`write(tmp)` fills a temporary folder beside `folder`, which is then swapped in: a model
+    killed half-saved never sits at `folder`."""
+    folder = Path(folder)
+    tmp = folder.with_name(folder.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    write(tmp)
+    if folder.exists():
+        shutil.rmtree(folder)
+    tmp.rename(folder)
 
 
 def _json_default(obj: Any) -> Any:

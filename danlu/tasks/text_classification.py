@@ -61,17 +61,23 @@ class TextClassification(Task):
             # The checkpoint's own head (if any) has other classes: a new one is initialised.
             return load_pretrained(AutoModelForSequenceClassification, path, ignore_mismatched_sizes=True,
                                    **labels, **extra)
+        return BertForSequenceClassification(self.bert_config(**labels))
+
+    def bert_config(self, positions: int | None = None, **extra) -> BertConfig:
+        """The encoder's shape from the recipe (named size + overrides), for the trained tokenizer;
+        MLM pretraining builds its BertForMaskedLM from the same config."""
+        cfg = self.recipe.model
         if (cfg.arch or "bert") != "bert":
             raise DanluError(f"model.arch: text classification builds 'bert' encoders, not '{cfg.arch}'")
         shape = shape_of(cfg.model_copy(update={"arch": "bert"}))
         dropout = 0.1 if cfg.dropout is None else cfg.dropout
-        config = BertConfig(
+        return BertConfig(
             vocab_size=len(self.tokenizer), hidden_size=shape["embedding"], num_hidden_layers=shape["layers"],
             num_attention_heads=shape["heads"], intermediate_size=shape["feed_forward"],
             hidden_act=cfg.activation or "gelu", hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout,
-            max_position_embeddings=max(self.max_length, 8), pad_token_id=self.tokenizer.pad_token_id, **labels,
+            max_position_embeddings=max(self.max_length, positions or 0, 8), pad_token_id=self.tokenizer.pad_token_id,
+            **extra,
         )
-        return BertForSequenceClassification(config)
 
     def encode(self, frame: pd.DataFrame) -> Examples:
         enc = self.tokenizer(frame["text"].astype(str).tolist(), truncation=True, max_length=self.max_length)

@@ -15,11 +15,12 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from transformers import BertForMaskedLM, DataCollatorForLanguageModeling
+from transformers import BertForMaskedLM, DataCollatorForLanguageModeling, PretrainedConfig
 from transformers.models.bert.modeling_bert import BertPredictionHeadTransform
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from danlu.errors import DanluError
+from danlu.run import save_atomically
 from danlu.tasks.base import Examples
 
 
@@ -43,9 +44,11 @@ def mlm_collator(tokenizer, mask_prob: float):
     return DataCollatorForLanguageModeling(tokenizer, mlm=True, mlm_probability=mask_prob, pad_to_multiple_of=8)
 
 
-def pretrain_mlm(config, tokenizer, texts: list[str], train_cfg, out_dir: Path, mask_prob: float,
-                 block_size: int, seed: int) -> dict:
-    """Train BertForMaskedLM on `texts`; save it to out_dir/model; return loss and perplexity."""
+def pretrain_mlm(model, tokenizer, texts: list[str], train_cfg, out_dir: Path, mask_prob: float,
+                 block_size: int, seed: int, callbacks=()) -> dict:
+    """Train a masked-LM model (or a BertForMaskedLM built from a config) on `texts`; save it to
+    out_dir/model; return loss and perplexity. Checkpoints go to out_dir/checkpoints, and a run
+    interrupted there resumes from the newest one."""
     from danlu.train.engine import fit
 
     blocks = pack_blocks(tokenizer, texts, block_size)
@@ -54,16 +57,16 @@ def pretrain_mlm(config, tokenizer, texts: list[str], train_cfg, out_dir: Path, 
     held = max(1, len(blocks) // 20)  # 5% of the blocks measure perplexity
     train = Examples([blocks.items[i] for i in order[held:]])
     held_out = Examples([blocks.items[i] for i in order[:held]])
-    torch.manual_seed(seed)
-    model = BertForMaskedLM(config)
+    if isinstance(model, PretrainedConfig):
+        torch.manual_seed(seed)
+        model = BertForMaskedLM(model)
     result = fit(model, train, held_out, mlm_collator(tokenizer, mask_prob), train_cfg, out_dir / "checkpoints",
                  out_dir / "history.json", compute_metrics=None, metric=None, greater_is_better=False,
-                 large_model=True)
+                 large_model=True, callbacks=list(callbacks))
     evals = [h["eval_loss"] for h in result.history if "eval_loss" in h]
     loss = evals[-1] if evals else float("nan")
-    result.model.save_pretrained(out_dir / "model")
-    tokenizer.save_pretrained(out_dir / "model")
-    return {"blocks": len(blocks), "eval_loss": loss, "perplexity": math.exp(loss) if evals else None,
+    save_atomically(out_dir / "model", lambda tmp: (result.model.save_pretrained(tmp), tokenizer.save_pretrained(tmp)))
+    return {"objective": "mlm", "blocks": len(blocks), "eval_loss": loss, "perplexity": math.exp(loss) if evals else None,
             "steps": result.steps, "seconds": round(result.seconds, 1), "history": result.history}
 
 

@@ -205,3 +205,18 @@ def test_a_killed_run_resumes_on_the_same_windows(tmp_path):
     assert resumed.resumed_from.endswith("checkpoint-10") and resumed.steps == 24 and full.epochs == 3
     for a, b in zip(full.model.parameters(), resumed.model.parameters()):
         assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_clm_pretraining_on_a_corpus_then_training_on_the_task_text(tmp_path):
+    """A decoder learns a (Chinese) corpus first, then the task's text, with one tokenizer for both."""
+    (tmp_path / "poems.txt").write_text("\n".join([VERSE] * 40))
+    r = recipe(tmp_path, pretrain={"objective": "clm", "corpus": "poems.txt", "max_steps": 20, "batch_size": 8},
+               data={"source": "corpus.txt", "split": {"validation": 0.1, "test": 0}})
+    run = train(r, tmp_path / "run")
+    pre = json.loads((run.root / "pretrain" / "metrics.json").read_text())
+    assert pre["objective"] == "clm" and pre["steps"] == 20 and math.isfinite(pre["eval_loss"])
+    tok = AutoTokenizer.from_pretrained(run.model_dir)
+    for text in ("春眠", "To be"):  # the corpus's characters and the task's
+        assert tok.decode(tok(text, add_special_tokens=False)["input_ids"]) == text
+    assert AutoModelForCausalLM.from_pretrained(run.model_dir).config.n_positions == 16
+    assert "pretrained in this run (clm, 20 steps)" in (run.root / "report.md").read_text()

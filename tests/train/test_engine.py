@@ -11,7 +11,7 @@ from transformers import TrainerCallback
 from danlu.models import ClassicConfig, ClassicModel
 from danlu.recipe import EarlyStoppingConfig, TrainConfig
 from danlu.tasks.base import Examples
-from danlu.train.engine import DanluTrainer, choose_compile, choose_precision, fit, latest_complete_checkpoint
+from danlu.train.engine import choose_compile, choose_precision, fit, latest_complete_checkpoint
 
 
 def data(n=256, seed=0, imbalance=1.0):

@@ -6,7 +6,7 @@ from transformers import BertConfig, BertForSequenceClassification
 
 from danlu.errors import DanluError
 from danlu.train.distill import distill_loss
-from danlu.train.transfer import GradualUnfreeze, apply_lora, freeze, layers, merge_lora
+from danlu.train.transfer import GradualUnfreeze, apply_lora, freeze, merge_lora
 
 
 def bert():
