@@ -59,3 +59,16 @@ def test_joint_model_adds_the_mlm_loss_only_in_training(tok):
     joint.eval()
     assert torch.allclose(joint(**batch, labels=labels).loss, clf.eval()(**batch, labels=labels).loss)
     assert not any(k.startswith("mlm.bert") for k in joint.state_dict())  # nothing shared twice
+
+
+def test_masked_only_head_gives_the_full_models_loss(tok):
+    from danlu.train.pretrain import MaskedOnly, mlm_collator
+
+    torch.manual_seed(0)
+    from transformers import BertForMaskedLM
+
+    mlm = BertForMaskedLM(config(tok)).eval()
+    torch.manual_seed(1)
+    batch = mlm_collator(tok, 0.3)([{"input_ids": ids} for ids in tok(TEXTS[:6])["input_ids"]])
+    full = mlm(**batch).loss
+    assert torch.allclose(MaskedOnly(mlm)(**batch).loss, full, atol=1e-5)
