@@ -167,6 +167,29 @@ class DistillConfig(_Section):
     alpha: float = Field(default=0.5, ge=0, le=1)  # weight of the soft (teacher) term
 
 
+class StudentConfig(_Section):
+    """`danlu compress`'s distilled student: a BERT built from scratch (its own tokenizer, trained on the
+    training text) that learns from the run's soft labels and the true labels (text-classification)."""
+
+    size: Literal["tiny", "small", "base"] = "tiny"  # a named BERT size (danlu.models.SIZES)
+    # Overrides of the named size, as in `model:`.
+    layers: int | None = Field(default=None, ge=1)
+    embedding: int | None = Field(default=None, ge=8)
+    heads: int | None = Field(default=None, ge=1)
+    feed_forward: int | None = Field(default=None, ge=8)
+    epochs: float | None = Field(default=None, gt=0)  # default train.epochs
+    max_steps: int | None = Field(default=None, ge=1)  # overrides epochs when set
+    lr: float | None = Field(default=None, gt=0)  # default train.lr
+    temperature: float = Field(default=2.0, gt=0)
+    alpha: float = Field(default=0.5, ge=0, le=1)  # weight of the soft (teacher) term
+
+
+class CompressConfig(_Section):
+    """What `danlu compress RUN` makes besides the formats and prunings named on its command line."""
+
+    student: StudentConfig | None = None  # a distilled student, made by default when this is given
+
+
 class Recipe(_Section):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     task: Literal[TASKS]  # type: ignore[valid-type]
@@ -181,6 +204,7 @@ class Recipe(_Section):
     joint: JointConfig | None = None
     transfer: TransferConfig | None = None
     distill: DistillConfig | None = None
+    compress: CompressConfig | None = None
 
     # Where the recipe came from: relative data paths are resolved against it.
     _path: Path | None = None

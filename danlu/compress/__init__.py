@@ -1,4 +1,5 @@
-"""Deployment variants of a trained run: build (ONNX, int8, pruned), measure, choose, export.
+"""Deployment variants of a trained run: build (ONNX, int8, pruned, a distilled student), measure, choose,
+export.
 
     compress_run(run_dir, variants)  -> figures; RUN/variants/{variants.json, report.md, <name>/}
     load_variant(run_dir, name)      -> an object with predict_logits(batch) -> np.ndarray

@@ -1,10 +1,12 @@
 """Making variant folders: names, ONNX export, int8 quantization (ONNX Runtime and PyTorch).
 
-A variant name is `[PRUNE+]FORMAT`:
+A variant name is `[PRUNE+]FORMAT` or `student[+FORMAT]`:
     FORMAT  pytorch-fp32 | onnx-fp32 | onnx-int8 | torch-int8
     PRUNE   prune-magnitude-<sparsity> | prune-structured-<sparsity>
 A prune alone (`prune-magnitude-0.5`) means the pruned model in PyTorch fp32; a chain
-(`prune-structured-0.3+onnx-int8`) exports and quantizes the pruned, recovered model.
+(`prune-structured-0.3+onnx-int8`) exports and quantizes the pruned, recovered model. `student` is
+the distilled student (danlu.compress.student) in PyTorch fp32; `student+onnx-int8` exports and
+quantizes it.
 
 Each folder is written under a temporary name and renamed into place when complete (the files
 inside come from libraries that write paths: save_pretrained, quantize_dynamic), so a reader
@@ -33,6 +35,7 @@ from danlu.run import atomic_write_bytes, atomic_write_json
 
 FORMATS = ("pytorch-fp32", "onnx-fp32", "onnx-int8", "torch-int8")
 BASELINE = "pytorch-fp32"
+STUDENT = "student"
 _PRUNE = re.compile(r"^prune-(magnitude|structured)-(\d*\.?\d+)$")
 
 
@@ -41,6 +44,14 @@ class Spec:
     name: str
     prune: tuple[str, float] | None  # ("magnitude" | "structured", sparsity)
     format: str
+    student: bool = False  # the distilled student's model instead of the run's own
+
+
+def default_variants(recipe) -> tuple[str, ...]:
+    """What `danlu compress RUN` makes without --variants: the defaults, and the student when the
+    recipe has a `compress.student` section."""
+    wants_student = recipe.compress is not None and recipe.compress.student is not None
+    return DEFAULT_VARIANTS + ((STUDENT,) if wants_student else ())
 
 
 def parse_variants(names) -> list[Spec]:
@@ -56,10 +67,16 @@ def parse_variants(names) -> list[Spec]:
 
 
 def _parse_one(name: str) -> Spec:
-    if name.startswith(("distil", "student")):
-        raise DanluError(f"variant '{name}': danlu compress makes no distilled student; a student is a run of "
-                         "its own (train it with a teacher, then compress that run)")
     head, plus, tail = name.partition("+")
+    if head == STUDENT:
+        fmt = tail if plus else BASELINE
+        if fmt not in FORMATS:
+            raise DanluError(f"variant '{name}': a student chains with a format only: "
+                             + ", ".join(f"student+{f}" for f in FORMATS[1:]))
+        return Spec(name, None, fmt, student=True)
+    if name.startswith(("distil", "student")):
+        raise DanluError(f"unknown variant '{name}'; the distilled student is named 'student' (or a chain such "
+                         "as student+onnx-int8); its shape comes from the recipe's compress.student section")
     prune_part, fmt = (head, tail) if plus else ((head, BASELINE) if head.startswith("prune-") else (None, head))
     prune = None
     if prune_part is not None:
@@ -72,11 +89,11 @@ def _parse_one(name: str) -> Spec:
             raise DanluError(f"variant '{name}': sparsity must be between 0 and 1 (exclusive), got {amount:g}")
         prune = (match.group(1), amount)
     if fmt not in FORMATS:
-        known = list(FORMATS) + ["prune-magnitude-0.5", "prune-structured-0.3"]
+        known = list(FORMATS) + ["prune-magnitude-0.5", "prune-structured-0.3", STUDENT]
         close = difflib.get_close_matches(fmt, known, n=1)
         raise DanluError(f"unknown variant '{name}'" + (f"; did you mean '{close[0]}'?" if close else "")
-                         + f" Formats: {', '.join(FORMATS)}, optionally after prune-...+ "
-                         "(e.g. prune-structured-0.3+onnx-int8)")
+                         + f" Formats: {', '.join(FORMATS)}, optionally after prune-...+ or student+ "
+                         "(e.g. prune-structured-0.3+onnx-int8, student+onnx-int8)")
     return Spec(name, prune, fmt)
 
 

@@ -32,10 +32,13 @@ def _friendly():
 
 def compress(
     run: Path = typer.Argument(..., help="a finished run directory"),
-    variants: str = typer.Option(",".join(DEFAULT_VARIANTS), "--variants",
-                                 help="comma-separated: onnx-fp32, onnx-int8, torch-int8, prune-magnitude-<s>, "
-                                      "prune-structured-<s>, or a chain such as prune-structured-0.3+onnx-int8; "
-                                      "pytorch-fp32 (the baseline) is always measured"),
+    variants: Optional[str] = typer.Option(
+        None, "--variants", show_default=False,
+        help="comma-separated: onnx-fp32, onnx-int8, torch-int8, prune-magnitude-<s>, prune-structured-<s>, "
+             "student (a distilled student, shaped by the recipe's compress.student, else a tiny BERT), or a "
+             "chain such as prune-structured-0.3+onnx-int8 or student+onnx-int8; pytorch-fp32 (the baseline) "
+             f"is always measured (default: {','.join(DEFAULT_VARIANTS)}, and student when the recipe has a "
+             "compress.student section)"),
     batch: int = typer.Option(32, "--batch", help="the larger batch size measured (besides 1)"),
     recovery_steps: int = typer.Option(200, "--recovery-steps", help="fine-tune steps after pruning (0: none)"),
     threads: int = typer.Option(1, "--threads", help="threads for PyTorch and ONNX Runtime alike while measuring"),
@@ -45,8 +48,9 @@ def compress(
     from danlu.compress.pipeline import compress_run
 
     with _friendly():
-        figures = compress_run(run, variants.split(","), batch=batch, recovery_steps=recovery_steps,
-                               threads=threads, latency_examples=latency_examples,
+        names = variants.split(",") if variants is not None else None
+        figures = compress_run(run, names, batch=batch, recovery_steps=recovery_steps, threads=threads,
+                               latency_examples=latency_examples,
                                say=lambda m: out.print(f"[cyan]»[/] {m}", highlight=False))
         table = Table("variant", figures[0]["main_metric"], "p50 b1 ms", "p95 b1 ms", f"p95 b{batch} ms",
                       f"ex/s b{batch}", "size MB", "peak RSS MB")

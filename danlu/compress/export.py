@@ -4,7 +4,8 @@ onnx: model.onnx (fp32, or the named ONNX variant) with the tokenizer / processo
 config.json beside it; it reuses RUN/variants/onnx-fp32 when `danlu compress` made it, else exports.
 safetensors: what save_pretrained writes (model.safetensors + config.json) with the tokenizer /
 processor files, so AutoTokenizer/AutoModel...from_pretrained(folder) loads it. `--variant` takes
-a pruned PyTorch variant instead of the trained model.
+a pruned PyTorch variant or the distilled student instead of the trained model; the tokenizer /
+processor files are the variant's own (a student's come from its run, RUN/variants/student-run).
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ def export_run(run_dir, fmt: str, output=None, variant: str | None = None) -> li
     out = Path(output) if output else run.root / "export" / (variant or fmt)
     if out.exists() and not out.is_dir():
         raise DanluError(f"{out} is a file; -o names a folder")
-    source = _variant_folder(run, variant) if variant else None
+    source, preprocessing = _variant_folder(run, variant) if variant else (None, None)
+    model_dir = preprocessing or model_dir  # where the tokenizer / processor and config.json come from
     written = []
     if fmt == "onnx":
         if source is None:
@@ -54,12 +56,14 @@ def export_run(run_dir, fmt: str, output=None, variant: str | None = None) -> li
     return written
 
 
-def _variant_folder(run: Run, name: str) -> Path:
+def _variant_folder(run: Run, name: str) -> tuple[Path, Path]:
+    """(the folder holding the variant's network, the folder holding its tokenizer / processor)."""
     folder = variants_dir(run.root) / name
     if not (folder / MANIFEST).exists():
         raise DanluError(f"{run.root}: no variant '{name}' (run `danlu compress` first)")
     manifest = read_json(folder / MANIFEST)
-    return (folder / manifest.get("weights_dir", ".")).resolve()
+    return ((folder / manifest.get("weights_dir", ".")).resolve(),
+            (folder / manifest.get("preprocessing", "../../model")).resolve())
 
 
 def _export_fresh(run: Run, out: Path) -> None:

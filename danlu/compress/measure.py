@@ -7,13 +7,15 @@ variant's own peak; it includes what the process already held (interpreter, libr
 data), recorded as `rss_before_bytes`. Where the reset is not possible, the process-lifetime peak
 (getrusage ru_maxrss) is recorded and `memory_method` says so.
 
-Latency: all variants loaded together and called in turn on the same collated batch (A, B, C,
-then B, C, A...), so a change in the machine's load, which on a shared machine comes and goes
-within minutes, falls on every variant alike and their ratios hold. Batches are collated before
-the clock starts; each call is timed with perf_counter after warm-up. Batch N: the whole split in
-order; batch 1: a seeded sample of single examples. When a split has few batches, calls repeat
-until MIN_CALLS were timed, so percentiles mean something. A variant served alone keeps more of
-its weights in the CPU caches, so small models may run a little faster alone than measured here.
+Latency: all variants loaded together and called in turn on the same examples (A, B, C,
+then B, C, A...), each collated by the variant's own task (a distilled student has its own
+tokenizer; all others share the run's batches), so a change in the machine's load, which on a
+shared machine comes and goes within minutes, falls on every variant alike and their ratios hold.
+Batches are collated before the clock starts; each call is timed with perf_counter after warm-up.
+Batch N: the whole split in order; batch 1: a seeded sample of single examples. When a split has
+few batches, calls repeat until MIN_CALLS were timed, so percentiles mean something. A variant
+served alone keeps more of its weights in the CPU caches, so small models may run a little faster
+alone than measured here.
 """
 
 from __future__ import annotations
@@ -48,19 +50,27 @@ def _count(batch: dict) -> int:
     return len(next(iter(batch.values())))
 
 
-def interleaved(predicts: dict, batches: list[dict]) -> dict[str, tuple[list[float], int]]:
-    """Per-call seconds and examples timed for each of `predicts` (name -> callable), calls in turn."""
+def interleaved(predicts: dict, batches: list[dict] | dict[str, list[dict]]) -> dict[str, tuple[list[float], int]]:
+    """Per-call seconds and examples timed for each of `predicts` (name -> callable), calls in turn.
+
+    `batches`: one list for all, or name -> that variant's own collation of the same examples in the
+    same batches (equally long lists).
+    """
     names = list(predicts)
+    own = batches if isinstance(batches, dict) else dict.fromkeys(names, batches)
+    count = len(own[names[0]])
+    if any(len(own[n]) != count for n in names):
+        raise ValueError("interleaved: every variant needs the same number of batches")
     for name in names:
-        for batch in batches[:WARMUP_CALLS]:
+        for batch in own[name][:WARMUP_CALLS]:
             predicts[name](batch)
     times = {n: [] for n in names}
     examples = dict.fromkeys(names, 0)
     i = 0
-    while i < len(batches) or i < MIN_CALLS:
-        batch = batches[i % len(batches)]
+    while i < count or i < MIN_CALLS:
         shift = i % len(names)  # who goes first rotates: no variant always follows the same one
         for name in names[shift:] + names[:shift]:
+            batch = own[name][i % count]
             start = time.perf_counter()
             predicts[name](batch)
             times[name].append(time.perf_counter() - start)

@@ -4,6 +4,9 @@ All variants are built first and the build's memory is released before any measu
 variant's peak memory is not another's leftovers; then each is scored alone (quality, memory), then
 all are timed in turn (see danlu.compress.measure). Figures land in RUN/variants/variants.json and
 RUN/variants/report.md.
+
+A distilled student (danlu.compress.student) reads its input with its own tokenizer: each variant
+is measured on the same rows, encoded by the task of the model it was made from.
 """
 
 from __future__ import annotations
@@ -15,11 +18,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from danlu.compress.build import (BASELINE, DEFAULT_VARIANTS, Spec, export_onnx, parse_variants, save_onnx,
+from danlu.compress.build import (BASELINE, Spec, default_variants, export_onnx, parse_variants, save_onnx,
                                   save_torch_int8, save_torch_variant, variant_folder, write_manifest)
 from danlu.compress.measure import batches_of, interleaved, latency, quality_and_memory
 from danlu.compress.prune import make_permanent, prunable, pruned_copy, recover, sparsity, units_removed
 from danlu.compress.report import write_all
+from danlu.compress.student import STUDENT_RUN, describe, student_recipe, train_student
 from danlu.compress.runtime import load_variant, size_of, variants_dir
 from danlu.errors import DanluError
 from danlu.evaluate.metrics import greater_is_better
@@ -29,22 +33,28 @@ from danlu.run import Run
 log = logging.getLogger("danlu")
 
 
-def compress_run(run_dir, variants=DEFAULT_VARIANTS, batch: int = 32, recovery_steps: int = 200,
+def compress_run(run_dir, variants=None, batch: int = 32, recovery_steps: int = 200,
                  threads: int = 1, latency_examples: int = 300, say=None) -> list[dict]:
-    """Build and measure `variants` (names as in danlu.compress.build) of a finished run; returns the figures."""
+    """Build and measure `variants` (names as in danlu.compress.build) of a finished run; returns the figures.
+
+    `variants` None: danlu.compress.DEFAULT_VARIANTS, and `student` when the recipe has compress.student.
+    """
     from danlu.pipeline import check_data, main_metric
     from danlu.recipe import load_recipe
     from danlu.tasks import load_task
     from danlu.train.engine import silence_transformers
 
     say = say or log.info
-    specs = parse_variants(variants)
+    specs = parse_variants(variants) if variants is not None else None
     if batch < 1 or threads < 1 or latency_examples < 1 or recovery_steps < 0:
         raise DanluError("--batch, --threads and --latency-examples must be >= 1, --recovery-steps >= 0")
     silence_transformers()
     run = Run(run_dir)
     run.require_model()
     recipe = load_recipe(run.recipe_path, base_dir=run.state().get("recipe_dir"))
+    specs = specs if specs is not None else parse_variants(default_variants(recipe))
+    # The student's recipe is derived and checked (task, shape) before any work.
+    derived = student_recipe(run.root, recipe) if any(s.student for s in specs) else None
     task, base = load_task(run.model_dir)
     metric = run.state().get("main_metric") or main_metric(recipe)
 
@@ -54,20 +64,20 @@ def compress_run(run_dir, variants=DEFAULT_VARIANTS, batch: int = 32, recovery_s
     split = next((s for s in ("test", "validation") if len(frames.get(s, ())) > 0), None)
     if split is None or "label" not in frames[split]:
         raise DanluError(f"{run.root}: the recipe gives no labelled test or validation split to measure on")
-    data = task.encode(frames[split])
-    big, labels = batches_of(task, data, batch)
-    rng = np.random.default_rng(0)
-    sample = sorted(rng.choice(len(data), size=min(latency_examples, len(data)), replace=False).tolist())
-    single, _ = batches_of(task, data, 1, sample)
-    example = task.collate([data[i] for i in range(min(2, len(data)))])
+    # What each variant reads: the run's own encoding of the split, or the student's (its own tokenizer).
+    feeds = {False: _feed(task, frames[split], batch, latency_examples)}
+    examples = feeds[False]["examples"]
 
     root = variants_dir(run.root)
+    student = None
+    if derived is not None:
+        feeds[True], student = _student(run, derived, base, frames[split], batch, latency_examples, say)
     train = _recovery_data(task, frames, recipe, recovery_steps) if any(s.prune for s in specs) else None
     cache: dict = {}
     for spec in specs:
         say(f"build {spec.name}")
-        _build(spec, run, base, task, recipe, example, root, cache, train, recovery_steps)
-    del base, cache, train, frames
+        _build(spec, run, base, task, recipe, feeds[False]["example"], root, cache, train, recovery_steps, student)
+    del base, cache, train, frames, student
     gc.collect()
     # Everything alive now outlives the measurements: frozen, the per-variant collections skip it (each
     # full collection otherwise walks every torch / exporter object, about 0.5 s).
@@ -79,13 +89,17 @@ def compress_run(run_dir, variants=DEFAULT_VARIANTS, batch: int = 32, recovery_s
     try:
         for spec in specs:
             say(f"measure {spec.name}: quality and memory")
-            got, logits = quality_and_memory(lambda: load_variant(run.root, spec.name, task=task, threads=threads),
-                                             task, big, labels, metric)
+            feed = feeds[spec.student]
+            got, logits = quality_and_memory(
+                lambda: load_variant(run.root, spec.name, task=feed["task"], threads=threads),
+                feed["task"], feed["big"], feed["labels"], metric)
             reference = logits if reference is None else reference
-            figures.append(_entry(spec, run, got, logits, reference, split, len(data), threads, batch, metric))
+            figures.append(_entry(spec, run, got, logits, reference, split, examples, threads, batch, metric))
         say(f"measure latency: {len(specs)} variants in turn, batch {batch} and batch 1")
-        loaded = {s.name: load_variant(run.root, s.name, task=task, threads=threads).predict_logits for s in specs}
-        timed = {size: interleaved(loaded, batches) for size, batches in ((str(batch), big), ("1", single))}
+        loaded = {s.name: load_variant(run.root, s.name, task=feeds[s.student]["task"],
+                                       threads=threads).predict_logits for s in specs}
+        timed = {size: interleaved(loaded, {s.name: feeds[s.student][key] for s in specs})
+                 for size, key in ((str(batch), "big"), ("1", "single"))}
         del loaded
         for entry in figures:
             entry["latency"] = {size: latency(*timed[size][entry["name"]]) for size in ("1", str(batch))}
@@ -93,10 +107,34 @@ def compress_run(run_dir, variants=DEFAULT_VARIANTS, batch: int = 32, recovery_s
         torch.set_num_threads(previous)
         gc.unfreeze()
     _relative(figures, str(batch))
-    context = {"run": run.root.name, "split": split, "examples": len(data), "threads": threads, "batch": batch,
-               "latency_examples": len(sample), "main_metric": metric, "memory_method": figures[0]["memory_method"]}
+    context = {"run": run.root.name, "split": split, "examples": examples, "threads": threads, "batch": batch,
+               "latency_examples": len(feeds[False]["single"]), "main_metric": metric,
+               "memory_method": figures[0]["memory_method"]}
     write_all(root, figures, context)
     return figures
+
+
+def _feed(task, frame, batch: int, latency_examples: int) -> dict:
+    """The split encoded by `task`: batches of `batch`, the labels, a seeded sample of single examples
+    (the same rows for every task) and an example batch to trace an export with."""
+    data = task.encode(frame)
+    big, labels = batches_of(task, data, batch)
+    rng = np.random.default_rng(0)
+    sample = sorted(rng.choice(len(data), size=min(latency_examples, len(data)), replace=False).tolist())
+    single, _ = batches_of(task, data, 1, sample)
+    example = task.collate([data[i] for i in range(min(2, len(data)))])
+    return {"task": task, "big": big, "labels": labels, "single": single, "example": example,
+            "examples": len(data)}
+
+
+def _student(run: Run, derived, base, frame, batch: int, latency_examples: int, say) -> tuple[dict, tuple]:
+    """Train (or reuse) the distilled student; its feed and (model, export example, description)."""
+    from danlu.tasks import load_task
+
+    student_run, reused = train_student(run.root, derived, say)
+    task, model = load_task(student_run.model_dir)
+    feed = _feed(task, frame, batch, latency_examples)
+    return feed, (model, feed["example"], describe(model, derived, count_parameters(base)[0], reused))
 
 
 def _recovery_data(task, frames, recipe, steps: int):
@@ -127,10 +165,16 @@ def _pruned(spec: Spec, base, task, recipe, root: Path, cache: dict, train, step
     return cache[spec.prune]
 
 
-def _build(spec: Spec, run: Run, base, task, recipe, example: dict, root: Path, cache: dict, train, steps: int):
+def _build(spec: Spec, run: Run, base, task, recipe, example: dict, root: Path, cache: dict, train, steps: int,
+           student=None):
+    """`student`: (model, export example, description) of the distilled student, for student variants."""
     fields = {"name": spec.name, "preprocessing": "../../model"}
     model = base
-    if spec.prune:
+    if spec.student:
+        model, example, info = student
+        # The student reads its input with its own tokenizer, kept in its run's model folder.
+        fields.update(preprocessing=f"../{STUDENT_RUN}/model", student=info)
+    elif spec.prune:
         model, info, recovery = _pruned(spec, base, task, recipe, root, cache, train, steps)
         fields.update(pruning=info, recovery=recovery, sparsity=info["sparsity"])
     fields["parameters"], _ = count_parameters(model)
@@ -139,15 +183,20 @@ def _build(spec: Spec, run: Run, base, task, recipe, example: dict, root: Path, 
         if spec.name == BASELINE:
             write_manifest(folder, runtime="torch", precision="fp32", weights_dir="../../model",
                            size_bytes=size_of(run.model_dir), **fields)
+        elif spec.student and spec.format == "pytorch-fp32":
+            weights = root / STUDENT_RUN / "model"
+            write_manifest(folder, runtime="torch", precision="fp32", weights_dir=fields["preprocessing"],
+                           size_bytes=size_of(weights), **fields)
         elif spec.format == "pytorch-fp32":
             save_torch_variant(model, folder, **fields)
         elif spec.format == "torch-int8":
             save_torch_int8(model, folder, **fields)
         else:
-            if ("onnx", spec.prune) not in cache:  # one export serves both onnx-fp32 and onnx-int8
-                cache["onnx", spec.prune] = export_onnx(model, example)
+            key = ("onnx", spec.prune, spec.student)
+            if key not in cache:  # one export serves both onnx-fp32 and onnx-int8
+                cache[key] = export_onnx(model, example)
             inputs = [k for k in example if k != "labels"]
-            save_onnx(cache["onnx", spec.prune], folder, int8=spec.format == "onnx-int8", inputs=inputs, **fields)
+            save_onnx(cache[key], folder, int8=spec.format == "onnx-int8", inputs=inputs, **fields)
 
 
 def _entry(spec, run, got, logits, reference, split, examples, threads, batch, metric) -> dict:
@@ -160,14 +209,22 @@ def _entry(spec, run, got, logits, reference, split, examples, threads, batch, m
         "exporter": manifest.get("exporter"), "pruning": manifest.get("pruning"),
         "sparsity": manifest.get("sparsity"), "recovery": manifest.get("recovery"),
         "parameters": manifest.get("parameters"), "nonzero_parameters": manifest.get("nonzero_parameters"),
+        "student": manifest.get("student"),
         "greater_is_better": greater_is_better(metric), "split": split, "examples": examples,
         "threads": threads, "batch": batch, "size_bytes": manifest["size_bytes"], **got,
         "max_abs_logit_diff": float(np.abs(logits - reference).max()) if logits.shape == reference.shape else None,
         "agreement_with_baseline": (float((logits.argmax(-1) == reference.argmax(-1)).mean())
                                     if logits.ndim == 2 and logits.shape[1] > 1 else None),
     }
+    notes = []
     if entry["exporter"] == "torchscript":
-        entry["notes"] = "exported with the TorchScript exporter (torch.export could not trace this model)"
+        notes.append("exported with the TorchScript exporter (torch.export could not trace this model)")
+    student = entry["student"]
+    if student and student["parameters"] >= student["teacher_parameters"]:
+        notes.append(f"the student ({student['parameters']:,} parameters) is not smaller than the run's model "
+                     f"({student['teacher_parameters']:,}); give compress.student a smaller shape")
+    if notes:
+        entry["notes"] = "; ".join(notes)
     return entry
 
 

@@ -63,10 +63,21 @@ def markdown(variants: list[dict], ctx: dict) -> str:
     notes = [f"- **{v['name']}**: {v['notes']}" for v in variants if v.get("notes")]
     if notes:
         lines += ["## Notes", "", *notes, ""]
+    students = [v for v in variants if v.get("student")]
+    if students:
+        s = students[0]["student"]
+        shape = s["shape"]
+        student = (f"The student variants are a {shape['layers']}-layer BERT ({shape['embedding']} wide, "
+                   f"{s['parameters']:,} parameters against the run's {s['teacher_parameters']:,}) trained from "
+                   f"scratch on the run's soft labels and the true labels ({s['run']}, `student` in "
+                   "variants.json); the student reads its input with its own tokenizer.")
+    else:
+        student = ("A distilled student is made with `--variants student` or a `compress.student` section "
+                   "in the recipe.")
     lines += [
         "Pruned variants were fine-tuned for a few steps on the train split afterwards (`recovery` in "
         "variants.json). Magnitude pruning leaves dense weights: it shrinks neither the files nor the "
-        "latency, only the non-zero count. No distilled student is made here: a student is a run of its own.",
+        "latency, only the non-zero count. " + student,
         "",
         "Choose one with `danlu match RUN --p95-ms … --max-mb … --min-metric …`.",
         "",

@@ -3,8 +3,9 @@
 A variant folder holds `variant.json` (the manifest written by `build`) and the files that make
 the network: `model.onnx` (ONNX Runtime), `model.pt` + `config.json` (a dynamically quantized
 PyTorch model), or `model.safetensors` + `config.json` (a PyTorch model, e.g. pruned). The
-tokenizer / preprocessor stays in the run's `model/` folder and is referenced, never copied:
-every variant of a run reads its input the same way.
+tokenizer / preprocessor is referenced, never copied (the manifest's `preprocessing`): the run's
+`model/` folder for every variant made from the run's model, the student run's `model/` folder
+for a distilled student, which reads its input with its own tokenizer.
 """
 
 from __future__ import annotations
@@ -77,7 +78,8 @@ def quantize_torch(model):
 
 
 class Variant(ABC):
-    """A loaded variant. `task` encodes raw input (task.encode + task.collate) for predict_logits."""
+    """A loaded variant. `task` encodes raw input (task.encode + task.collate) for predict_logits: the
+    task saved in the variant's `preprocessing` folder."""
 
     def __init__(self, name: str, manifest: dict, task, folder: Path):
         self.name, self.manifest, self.task, self.folder = name, manifest, task, folder
@@ -126,8 +128,9 @@ def _numpy(value, dtype) -> np.ndarray:
 def load_variant(run_dir, name: str, task=None, threads: int | None = None) -> Variant:
     """The variant `name` of a compressed run, ready to predict.
 
-    `task`: the run's task when the caller already has it (it is otherwise loaded from the run's
-    model folder, which also loads the fp32 model once; it is dropped unless it is the variant).
+    `task`: the variant's task when the caller already has it: the run's, or for a distilled student
+    the student's (it is otherwise loaded from the manifest's `preprocessing` folder, which also loads
+    that folder's fp32 model once; it is dropped unless it is the variant).
     `threads`: intra-op threads for ONNX Runtime, and torch.set_num_threads for PyTorch variants.
     """
     folder = variants_dir(run_dir) / name
@@ -136,11 +139,17 @@ def load_variant(run_dir, name: str, task=None, threads: int | None = None) -> V
         raise RunError(f"{run_dir}: no variant '{name}'" + (f"; variants: {', '.join(known)}" if known
                        else "; make them with `danlu compress RUN`"))
     manifest = read_json(folder / MANIFEST)
+    preprocessing = (folder / manifest.get("preprocessing", "../../model")).resolve()
     base = None
     if task is None:
         from danlu.tasks import load_task
 
-        task, base = load_task(Run(run_dir).require_model())
+        if preprocessing == Run(run_dir).model_dir.resolve():
+            Run(run_dir).require_model()
+        elif not (preprocessing / "config.json").exists():
+            raise RunError(f"{run_dir}: variant '{name}' reads its input with {preprocessing}, which is missing; "
+                           "make the variant again with `danlu compress`")
+        task, base = load_task(preprocessing)
     weights = (folder / manifest.get("weights_dir", ".")).resolve()
     if manifest["runtime"] == "onnx":
         return OnnxVariant(name, manifest, task, folder, threads)
@@ -155,7 +164,7 @@ def load_variant(run_dir, name: str, task=None, threads: int | None = None) -> V
             warnings.simplefilter("ignore")
             state = torch.load(io.BytesIO((folder / manifest["file"]).read_bytes()), weights_only=True)
         model.load_state_dict(state)
-    elif base is not None and weights == Run(run_dir).model_dir.resolve():
+    elif base is not None and weights == preprocessing:
         model = base
     else:
         model = load_torch(weights)
