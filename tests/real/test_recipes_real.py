@@ -30,9 +30,11 @@ def test_mnist_mlp_as_shipped(datasets_dir, tmp_path):
 
 def test_breast_cancer_as_shipped(datasets_dir, tmp_path):
     metrics = run(tmp_path, "breast_cancer.yaml")
-    # The issue asks for >= 0.95. On this 114-row test split the MLP scores 0.91-0.965 depending on its
-    # initial weights (seeded since the causal-lm work); not yet robust, see docs/recipes.md.
-    assert metrics["test"]["accuracy"] >= 0.90
+    # As shipped (train.seed 0): CV 0.980, test 0.9649 (110/114). Caveat, see docs/recipes.md: over
+    # train.seed 0-9 the test accuracy is 0.947-0.965, i.e. 4 of 10 seeds land one row short of 0.95
+    # (two test rows sit at P ~ 0.5), so this bound holds for the shipped seed, not for every seed.
+    assert metrics["test"]["n"] == 114
+    assert metrics["test"]["accuracy"] >= 0.95
     assert metrics["cross_validation"]["accuracy"]["mean"] >= 0.95
 
 
