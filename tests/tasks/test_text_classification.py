@@ -67,3 +67,17 @@ def test_tiny_bert_learns_and_reloads_with_plain_transformers(tmp_path):
                                        again.collate)[0])
     assert out[0]["label"] == "neg" and set(out[0]["scores"]) == {"neg", "pos"}
     assert np.isclose(sum(out[0]["scores"].values()), 1.0, atol=1e-4)
+
+
+def test_predict_logits_batches_by_length_but_keeps_dataset_order():
+    torch.manual_seed(0)
+    t = task()
+    t.setup(frame())
+    model = t.build_model().eval()
+    rows = pd.DataFrame({"text": ["great", "a terrible film with awful acting and a dull story", "i loved it"] * 5,
+                         "label": ["pos", "neg", "pos"] * 5})
+    ds = t.encode(rows)
+    logits, labels = predict_logits(model, ds, t.collate, batch_size=4)
+    one_by_one = np.concatenate([predict_logits(model, type(ds)([item]), t.collate)[0] for item in ds.items])
+    assert np.allclose(logits, one_by_one, atol=1e-5)
+    assert labels.tolist() == t.label_ids(rows["label"]).tolist()
