@@ -142,11 +142,13 @@ def _plain(value):
 
 
 @torch.no_grad()
-def predict_logits(model, dataset, collate, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray | None]:
+def predict_logits(model, dataset, collate, batch_size: int = 64,
+                   bf16: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
     """Logits (and labels when the examples carry them) for a whole dataset, in order.
 
     Token sequences are batched shortest first, so a batch pads to its own length rather than to
     the longest sentence of a random 64 (SST-2: 1 to 60 tokens), then put back in dataset order.
+    `bf16`: under bf16 autocast, for figures that need no fp32 precision (a teacher's soft labels).
     """
     model.eval()
     device = next(model.parameters()).device
@@ -157,7 +159,8 @@ def predict_logits(model, dataset, collate, batch_size: int = 64) -> tuple[np.nd
     for batch in loader:
         batch = {k: v.to(device) if hasattr(v, "to") else v for k, v in batch.items()}
         y = batch.pop("labels", None)
-        logits.append(model(**batch).logits.float().cpu().numpy())
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            logits.append(model(**batch).logits.float().cpu().numpy())
         if y is not None:
             labels.append(y.cpu().numpy())
     if not logits:

@@ -27,7 +27,12 @@ def teacher_logits(teacher_run: str, frame: pd.DataFrame, student_labels: list) 
     if [str(v) for v in task.labels] != [str(v) for v in student_labels]:
         raise DanluError(f"distill.teacher: the teacher's classes {task.labels} differ from the student's "
                          f"{student_labels}")
-    logits, _ = predict_logits(model, task.encode(frame.drop(columns=["label"], errors="ignore")), task.collate)
+    from danlu.train.engine import choose_precision
+
+    # Soft labels need no fp32 precision: bf16 where the hardware has it halves the teacher's pass.
+    fast = choose_precision("auto", large_model=True) == "bf16"
+    logits, _ = predict_logits(model, task.encode(frame.drop(columns=["label"], errors="ignore")), task.collate,
+                               batch_size=128, bf16=fast)
     return logits.astype(np.float32)
 
 
