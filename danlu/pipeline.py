@@ -125,7 +125,7 @@ def _train_stages(recipe: Recipe, run: Run, say) -> None:
     plan = plan_training(recipe, task, model, frames["train"], data["train"])
     total, trainable = count_parameters(plan.model)
     say(f"train: {task.name}, {type(model).__name__}, {total:,} parameters ({trainable:,} trained), "
-        f"{len(data['train']):,} examples")
+        f"{len(plan.train_ds):,} examples")
 
     result = _fit(recipe, task, plan, data.get("validation"), run.checkpoints, run.history_path, metric,
                   _label_ids(task, frames["train"]))

@@ -165,6 +165,9 @@ class DistillConfig(_Section):
     teacher: str  # a finished run (runs/big), relative to the recipe or the working directory
     temperature: float = Field(default=2.0, gt=0)
     alpha: float = Field(default=0.5, ge=0, le=1)  # weight of the soft (teacher) term
+    # Perturbed copies of each training text (words masked or swapped, cut to an n-gram), labelled
+    # by the teacher alone: soft labels where the teacher is not simply repeating the true label.
+    augment: int = Field(default=0, ge=0, le=20)
 
 
 class StudentConfig(_Section):
@@ -401,6 +404,9 @@ def _check_training_sections(recipe: Recipe, source: str) -> None:
         raise RecipeError(f"{source}: joint: the joint MLM + task objective needs text-classification, not {task}")
     if recipe.distill is not None and task_kind(recipe) != "classification":
         raise RecipeError(f"{source}: distill: distillation from soft labels needs a classification task")
+    if recipe.distill is not None and recipe.distill.augment and recipe.train.imbalance == "oversample":
+        raise RecipeError(f"{source}: distill.augment: the teacher-labelled copies cannot be oversampled by "
+                          "class; use train.imbalance: class_weights")
     transfer = recipe.transfer
     if transfer is not None:
         if transfer.lora is not None and (transfer.freeze != "none" or transfer.gradual_unfreeze):

@@ -60,5 +60,6 @@ def plan_training(recipe, task, model, train_frame, train_ds) -> TrainingPlan:
         d = recipe.distill
         plan.train_ds, plan.collate, plan.distill = distillation.prepare(d, task, train_frame, train_ds,
                                                                          recipe.base_dir)
-        plan.notes.append(f"distilled from {d.teacher} (temperature {d.temperature:g}, alpha {d.alpha:g})")
+        extra = f", {d.augment} teacher-labelled perturbed copies of each text" if d.augment else ""
+        plan.notes.append(f"distilled from {d.teacher} (temperature {d.temperature:g}, alpha {d.alpha:g}{extra})")
     return plan

@@ -1,6 +1,7 @@
 """The recipe's pretrain:, joint:, transfer: and distill: sections, run end to end through `train()`."""
 
 import json
+import re
 
 import pandas as pd
 import pytest
@@ -153,8 +154,29 @@ def test_distilled_student_learns_from_a_teacher_run(tmp_path, data):
     r = recipe(tmp_path, data, model={"arch": "bert", "layers": 1, "embedding": 16, "heads": 2, "feed_forward": 32,
                                       "max_length": 16},
                distill={"teacher": str(teacher.root), "temperature": 2.0, "alpha": 0.7})
-    run = train(r, tmp_path / "student")
+    plain = []
+    run = train(r, tmp_path / "student", on_stage=plain.append)
     assert "distilled from" in (run.root / "report.md").read_text()
     assert json.loads(run.metrics_path.read_text())["test"]["accuracy"] >= 0.5
     with pytest.raises(DanluError, match="no finished run"):
         train(recipe(tmp_path, data, distill={"teacher": "nowhere"}), tmp_path / "orphan")
+    # Augmented: each training text once more, perturbed and labelled by the teacher.
+    messages = []
+    r = recipe(tmp_path, data, distill={"teacher": str(teacher.root), "augment": 1})
+    run = train(r, tmp_path / "augmented", on_stage=messages.append)
+    assert "1 teacher-labelled perturbed copies" in (run.root / "report.md").read_text()
+
+    def examples(messages):
+        return int(re.search(r"([\d,]+) examples", next(m for m in messages if m.startswith("train:"))).group(1))
+
+    assert examples(messages) == 2 * examples(plain)
+
+
+def test_augmented_texts_are_perturbed_copies():
+    from danlu.train.distill import augment_texts
+
+    texts = ["a wonderful film with a great cast", "dull"]
+    out = augment_texts(texts, copies=3, seed=0)
+    assert len(out) == 6 and out == augment_texts(texts, copies=3, seed=0)
+    assert any(o != t for o, t in zip(out, texts * 3))  # something changed
+    assert all(set(o.split()) <= set(" ".join(texts).split()) | {"[MASK]"} for o in out)
