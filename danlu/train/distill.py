@@ -84,7 +84,7 @@ def prepare(cfg, task, train_frame: pd.DataFrame, train_ds, base_dir=None):
         raise DanluError("distill: distillation needs a classification task")
     teacher = str(_teacher_dir(cfg.teacher, base_dir))
     logits = teacher_logits(teacher, train_frame, task.labels)
-    if getattr(cfg, "augment", 0):
+    if cfg.augment:
         if not hasattr(train_ds, "items") or "text" not in train_frame:
             raise DanluError("distill.augment: augmentation perturbs words, so it needs a text task")
         extra = pd.DataFrame({"text": augment_texts(train_frame["text"].astype(str).tolist(), cfg.augment)})

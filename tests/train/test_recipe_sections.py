@@ -88,8 +88,8 @@ def test_a_killed_pretraining_resumes_from_its_checkpoint(tmp_path, data, monkey
     history = json.loads((tmp_path / "run" / "pretrain" / "history.json").read_text())
     assert max(h.get("step", 0) for h in history) == 12
     assert (tmp_path / "run" / "pretrain" / "model" / "config.json").exists()
-    # A resumed run whose pretraining finished does not pretrain again.
-    assert Run(tmp_path / "run").state()["status"] == "done"
+    # The same command resumed the run in place and finished it.
+    assert messages[0].startswith("resuming") and Run(tmp_path / "run").state()["status"] == "done"
 
 
 def test_an_empty_or_numeric_corpus_ends_with_a_clear_message(tmp_path, data):
