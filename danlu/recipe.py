@@ -119,20 +119,27 @@ class PretrainConfig(_Section):
     `mlm` (text-classification): a BERT-style encoder learns to fill in masked tokens, then the
     classifier starts from its weights. `clm` (causal-lm): the language model first learns the
     corpus, then the task's own text. The tokenizer (from scratch) is trained on the corpus.
+    `mim` (image-classification, ViT): masked image modelling (SimMIM), the pixels of hidden patches
+    reconstructed; the corpus is the training images or a folder (or glob) of image files.
     """
 
-    objective: Literal["mlm", "clm"] = "mlm"
+    objective: Literal["mlm", "clm", "mim"] = "mlm"
     # A txt file (one text per line), a jsonl/csv/tsv/parquet file (its `column`), or a folder of
-    # .txt files; default: the task's own training inputs, labels ignored.
+    # .txt files (mim: a folder or glob of images); default: the task's own training inputs, labels ignored.
     corpus: str | None = None
     column: str = "text"
     block_size: int | None = Field(default=None, ge=8)  # tokens per packed block; default model.max_length
-    mask_prob: float = Field(default=0.15, gt=0, lt=1)  # mlm: share of tokens masked
+    # Share of tokens (mlm) or patches (mim) hidden; default 0.15 for mlm (BERT), 0.6 for mim (SimMIM).
+    mask_prob: float | None = Field(default=None, gt=0, lt=1)
     epochs: float = Field(default=1.0, gt=0)
     max_steps: int | None = Field(default=None, ge=1)
     lr: float | None = Field(default=None, gt=0)  # default train.lr
     batch_size: int | None = Field(default=None, ge=1)  # default train.batch_size
     warmup: float | None = Field(default=None, ge=0)  # default train.warmup
+
+    @property
+    def masked_share(self) -> float:
+        return self.mask_prob if self.mask_prob is not None else (0.6 if self.objective == "mim" else 0.15)
 
 
 class JointConfig(_Section):
@@ -393,13 +400,16 @@ def _check_training_sections(recipe: Recipe, source: str) -> None:
     task = recipe.task
     pre = recipe.pretrain
     if pre is not None:
-        wanted = {"mlm": "text-classification", "clm": "causal-lm"}[pre.objective]
+        fits = {"text-classification": "mlm", "causal-lm": "clm", "image-classification": "mim"}
+        wanted = {v: k for k, v in fits.items()}[pre.objective]
         if task != wanted:
             raise RecipeError(f"{source}: pretrain.objective: '{pre.objective}' pretrains a {wanted} model, "
-                              f"not {task} (use {'clm' if task == 'causal-lm' else 'mlm'} for {task})"
-                              if task in ("text-classification", "causal-lm") else
+                              f"not {task} (use {fits[task]} for {task})" if task in fits else
                               f"{source}: pretrain: self-supervised pretraining is available for "
-                              f"text-classification (mlm) and causal-lm (clm), not {task}")
+                              f"text-classification (mlm), causal-lm (clm) and image-classification (mim), not {task}")
+        if pre.objective == "mim" and not recipe.model.from_ and recipe.model.arch != "vit":
+            raise RecipeError(f"{source}: pretrain.objective: 'mim' pretrains a ViT; set model.arch: vit "
+                              f"(or model.from a ViT checkpoint), not {recipe.model.arch or 'cnn'}")
     if recipe.joint is not None and task != "text-classification":
         raise RecipeError(f"{source}: joint: the joint MLM + task objective needs text-classification, not {task}")
     if recipe.distill is not None and task_kind(recipe) != "classification":

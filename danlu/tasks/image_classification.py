@@ -99,15 +99,7 @@ class ImageClassification(Task):
             return AutoModelForImageClassification.from_pretrained(
                 resolve_pretrained(cfg.from_, self.recipe.base_dir), ignore_mismatched_sizes=True, **labels)
         if self.arch == "vit":
-            shape = shape_of(cfg)
-            dropout = 0.0 if cfg.dropout is None else cfg.dropout
-            config = ViTConfig(
-                image_size=self.size, patch_size=cfg.patch_size or max(2, self.size // 8), num_channels=3,
-                hidden_size=shape["embedding"], num_hidden_layers=shape["layers"], num_attention_heads=shape["heads"],
-                intermediate_size=shape["feed_forward"], hidden_dropout_prob=dropout,
-                attention_probs_dropout_prob=dropout, **labels,
-            )
-            return ViTForImageClassification(config)
+            return ViTForImageClassification(self.vit_config(**labels))
         channels = 1 if self.mode == "L" else 3
         config = ClassicConfig(
             arch=self.arch, input_shape=[channels, self.size, self.size],
@@ -116,6 +108,20 @@ class ImageClassification(Task):
             input_mean=self.mean, input_std=self.std, **labels,
         )
         return ClassicModel(config)
+
+    def vit_config(self, **extra) -> ViTConfig:
+        """The ViT's shape from the recipe (named size + overrides) for this task's image size; masked
+        image modelling builds its ViTForMaskedImageModeling from the same config."""
+        cfg = self.recipe.model
+        shape = shape_of(cfg)
+        dropout = 0.0 if cfg.dropout is None else cfg.dropout
+        patch = cfg.patch_size or max(2, self.size // 8)
+        return ViTConfig(
+            image_size=self.size, patch_size=patch, num_channels=3, encoder_stride=patch,
+            hidden_size=shape["embedding"], num_hidden_layers=shape["layers"], num_attention_heads=shape["heads"],
+            intermediate_size=shape["feed_forward"], hidden_dropout_prob=dropout,
+            attention_probs_dropout_prob=dropout, **extra,
+        )
 
     def encode_one(self, row) -> dict:
         value, label = row

@@ -30,6 +30,9 @@ def pretrain_stage(recipe, train_frame: pd.DataFrame, run_root: Path, say=print,
     if done.exists() and (out / "model" / "config.json").exists():
         say("pretrain: finished earlier in this run")
         metrics = read_json(done)
+    elif cfg.objective == "mim":
+        metrics = _pretrain_mim(recipe, train_frame, out, list(callbacks), say)
+        atomic_write_json(done, {k: v for k, v in metrics.items() if k != "history"})
     else:
         texts = load_corpus(cfg, train_frame, recipe.base_dir, whole_files=cfg.objective == "clm")
         say(f"pretrain: {cfg.objective} on {len(texts):,} texts")
@@ -85,7 +88,32 @@ def _pretrain_mlm(recipe, texts: list[str], vocab_texts: list[str], out: Path, c
         task.tokenizer = tokenizer
         torch.manual_seed(recipe.train.seed)
         model = BertForMaskedLM(task.bert_config(positions=block))
-    return pretrain_mlm(model, tokenizer, texts, pretrain_train_config(recipe), out, cfg.mask_prob, block,
+    return pretrain_mlm(model, tokenizer, texts, pretrain_train_config(recipe), out, cfg.masked_share, block,
+                        recipe.train.seed, callbacks=callbacks)
+
+
+def _pretrain_mim(recipe, train_frame: pd.DataFrame, out: Path, callbacks, say) -> dict:
+    from transformers import ViTForMaskedImageModeling
+
+    from danlu.errors import RecipeError
+    from danlu.models import resolve_pretrained
+    from danlu.tasks.image_classification import ImageClassification
+    from danlu.train.mim import load_image_corpus, pretrain_mim
+
+    images = load_image_corpus(recipe.pretrain, train_frame, recipe.base_dir)
+    say(f"pretrain: mim on {len(images):,} images")
+    task = ImageClassification(recipe)
+    task.setup(train_frame)  # the processor (size, pixel statistics) the classifier will use too
+    if recipe.model.from_:  # continued pretraining of a ViT checkpoint
+        model = load_pretrained(ViTForMaskedImageModeling, resolve_pretrained(recipe.model.from_, recipe.base_dir))
+    else:
+        config = task.vit_config()
+        if config.image_size % config.patch_size:
+            raise RecipeError(f"pretrain: mim reconstructs whole patches: the image size {config.image_size} must be "
+                              f"a multiple of model.patch_size {config.patch_size}")
+        torch.manual_seed(recipe.train.seed)
+        model = ViTForMaskedImageModeling(config)
+    return pretrain_mim(model, task, images, pretrain_train_config(recipe), out, recipe.pretrain.masked_share,
                         recipe.train.seed, callbacks=callbacks)
 
 
@@ -135,4 +163,4 @@ def summary(metrics: dict | None) -> dict | None:
             "seconds": metrics.get("seconds"),
             "held-out loss": None if loss is None or (isinstance(loss, float) and math.isnan(loss)) else round(loss, 4),
             "perplexity": None if metrics.get("perplexity") is None else round(float(metrics["perplexity"]), 2),
-            "blocks": metrics.get("blocks")}
+            "blocks": metrics.get("blocks"), "images": metrics.get("images")}

@@ -11,21 +11,12 @@ from danlu.recipe import recipe_from_dict
 from danlu.tasks import load_task, predict_logits
 from danlu.tasks.image_classification import ImageClassification
 
-COLORS = {"red": (220, 30, 30), "green": (30, 200, 30), "blue": (30, 30, 220)}
+from imagekit import colour_squares
 
 
 @pytest.fixture(scope="module")
 def images(tmp_path_factory):
-    root = tmp_path_factory.mktemp("img")
-    rng = np.random.default_rng(0)
-    rows = []
-    for name, color in COLORS.items():
-        for i in range(12):
-            arr = np.clip(np.array(color) + rng.normal(0, 20, size=(16, 16, 3)), 0, 255).astype(np.uint8)
-            path = root / f"{name}-{i}.png"
-            Image.fromarray(arr).save(path)
-            rows.append((str(path), name))
-    return pd.DataFrame(rows, columns=["image", "label"])
+    return pd.DataFrame(colour_squares(tmp_path_factory.mktemp("img"), per_class=12), columns=["image", "label"])
 
 
 def make(arch, extra=None):
