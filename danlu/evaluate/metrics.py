@@ -106,6 +106,10 @@ def _roc_auc(y_true: np.ndarray, probs: np.ndarray, k: int) -> dict:
     """roc_auc (binary) or roc_auc_ovr (multiclass); {} where it is undefined."""
     if probs.shape[0] != y_true.size:
         raise DanluError(f"probs has {probs.shape[0]} rows but there are {y_true.size} examples")
+    if not np.isfinite(probs).all():  # scikit-learn would end in a ValueError traceback
+        bad = int((~np.isfinite(probs.reshape(len(probs), -1))).any(axis=1).sum())
+        raise DanluError(f"the model's outputs are not finite (NaN or inf) for {bad:,} of {y_true.size:,} examples: "
+                         "training diverged; lower train.lr (or set train.max_grad_norm, train.warmup)")
     present = set(y_true.tolist())
     if k == 2:
         if probs.ndim == 2:

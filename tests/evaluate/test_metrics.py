@@ -77,6 +77,12 @@ def test_multiclass_roc_auc_ovr():
     assert "roc_auc_ovr" not in missing
 
 
+def test_non_finite_probabilities_say_training_diverged():
+    probs = np.array([[0.2, 0.8], [np.nan, np.nan], [0.9, 0.1]])
+    with pytest.raises(DanluError, match=r"not finite \(NaN or inf\) for 1 of 3 examples: training diverged"):
+        classification_metrics([1, 0, 0], [1, 0, 0], ["a", "b"], probs=probs)
+
+
 def test_bad_ids_and_lengths_raise():
     with pytest.raises(DanluError, match="outside"):
         classification_metrics([0, 3], [0, 1], LABELS)
