@@ -30,20 +30,24 @@ def pretrain_stage(recipe, train_frame: pd.DataFrame, run_root: Path, say=print,
     if done.exists() and (out / "model" / "config.json").exists():
         say("pretrain: finished earlier in this run")
         metrics = read_json(done)
-    elif cfg.objective == "mim":
-        metrics = _pretrain_mim(recipe, train_frame, out, list(callbacks), say)
-        atomic_write_json(done, {k: v for k, v in metrics.items() if k != "history"})
     else:
-        texts = load_corpus(cfg, train_frame, recipe.base_dir, whole_files=cfg.objective == "clm")
-        say(f"pretrain: {cfg.objective} on {len(texts):,} texts")
-        # The vocabulary also covers the task's own text, or a character tokenizer trained on an
-        # external corpus alone would not know the characters the task is written in.
-        own = train_frame["text"].astype(str).tolist() if cfg.corpus and "text" in train_frame else []
-        run = _pretrain_mlm if cfg.objective == "mlm" else _pretrain_clm
-        metrics = run(recipe, texts, texts + own, out, list(callbacks))
+        metrics = _pretrain(recipe, train_frame, out, list(callbacks), say)
         atomic_write_json(done, {k: v for k, v in metrics.items() if k != "history"})
     model_cfg = recipe.model.model_copy(update={"from_": str((out / "model").resolve())})
     return recipe.model_copy(update={"model": model_cfg}), metrics
+
+
+def _pretrain(recipe, train_frame: pd.DataFrame, out: Path, callbacks: list, say) -> dict:
+    cfg = recipe.pretrain
+    if cfg.objective == "mim":
+        return _pretrain_mim(recipe, train_frame, out, callbacks, say)
+    texts = load_corpus(cfg, train_frame, recipe.base_dir, whole_files=cfg.objective == "clm")
+    say(f"pretrain: {cfg.objective} on {len(texts):,} texts")
+    # The vocabulary also covers the task's own text, or a character tokenizer trained on an
+    # external corpus alone would not know the characters the task is written in.
+    own = train_frame["text"].astype(str).tolist() if cfg.corpus and "text" in train_frame else []
+    run = _pretrain_mlm if cfg.objective == "mlm" else _pretrain_clm
+    return run(recipe, texts, texts + own, out, callbacks)
 
 
 def pretrain_train_config(recipe):
