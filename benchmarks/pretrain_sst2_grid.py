@@ -1,12 +1,14 @@
 """Where does MLM pretraining on SST-2's own sentences pay off? A grid of `recipes/sst2_mlm.yaml` runs.
 
-Each job is one `danlu train` of the recipe with overrides, run as its own process so that many
-small jobs share one GPU (a 2-layer model leaves a GPU mostly idle). Pretraining jobs (`pt-NAME`:
+Each job is one `pretrain_vs_scratch.run_arm` (a `danlu train` of the recipe with overrides, run folder
+OUT/runs/ARM-sSEED) in its own process, so that many small jobs share one GPU (a 2-layer model leaves
+a GPU mostly idle). Pretraining jobs (`pt-NAME-s0`:
 pretrain, then fine-tune on 2,000 labels, seed 0) come first; the fine-tunes that start from their
 models (`model.from=RUN/pretrain/model pretrain=`) follow as each finishes. Baselines: `pretrain=`
 (random weights, tokenizer trained on the labelled rows) and `init` (random weights with the
 pretrained run's tokenizer and shape). One JSON line per job in OUT/results.jsonl; the pretrained
 models come back as OUT/pt-NAME.tar.gz, for more fine-tuning on a CPU with benchmarks/pretrain_vs_scratch.py.
+(The recorded runs below predate run_arm: their jobs were named without the -s0.)
 
 The two runs recorded in benchmarks/RESULTS.md (one H200, 2026-11-26):
 
@@ -60,21 +62,12 @@ COMMON = ["train.progress=false", "train.compile=false", "train.eval_every=10000
           "train.checkpoint_every=100000"]
 
 
-def job_command(name: str, overrides: list[str], out: Path) -> list[str]:
-    code = (
-        "import json,sys,time\n"
-        "from danlu.pipeline import train\n"
-        "from danlu.recipe import load_recipe\n"
-        "name, out, *over = sys.argv[1:]\n"
-        "t = time.perf_counter()\n"
-        f"run = train(load_recipe('{ROOT / 'recipes' / 'sst2_mlm.yaml'}', over), out)\n"
-        "m = json.loads(run.metrics_path.read_text())\n"
-        "pre = run.root / 'pretrain' / 'metrics.json'\n"
-        "print('RESULT ' + json.dumps({'job': name, 'validation': m['validation']['accuracy'],"
-        " 'test': m['test']['accuracy'], 'seconds': round(time.perf_counter() - t, 1),"
-        " 'pretrain': json.loads(pre.read_text()) if pre.exists() else None, 'overrides': over}))\n"
-    )
-    return [sys.executable, "-c", code, name, str(out / name), *overrides]
+def job_command(arm: str, seed: int, overrides: list[str], runs: Path) -> list[str]:
+    """One run of the recipe in its own process: pretrain_vs_scratch.run_arm, which prints its result."""
+    code = ("import sys; from pathlib import Path; from benchmarks.pretrain_vs_scratch import run_arm\n"
+            "recipe, arm, seed, runs, *over = sys.argv[1:]\n"
+            "run_arm(Path(recipe), arm, int(seed), over, Path(runs))\n")
+    return [sys.executable, "-c", code, str(ROOT / "recipes" / "sst2_mlm.yaml"), arm, str(seed), str(runs), *overrides]
 
 
 def main() -> None:
@@ -104,38 +97,38 @@ def main() -> None:
     if args.corpus:
         path, _, column = args.corpus.partition(":")
         corpus = [f"pretrain.corpus={path}", *([f"pretrain.column={column}"] if column else [])]
-    queue: list[tuple[str, list[str]]] = []
+    queue: list[tuple[str, int, list[str]]] = []  # (arm, seed, overrides); the run is runs/ARM-sSEED
     variants = {k: v for k, v in PRETRAIN.items() if not args.only or k in args.only}
     for name, (shape, extra) in variants.items():  # pretraining first: the longest chains
-        queue.append((f"pt-{name}", [*SHAPES[shape], *extra, f"pretrain.max_steps={args.pretrain_steps}",
-                                     *corpus, *FEW, "train.lr=0.001", "train.seed=0"]))
+        queue.append((f"pt-{name}", 0, [*SHAPES[shape], *extra, f"pretrain.max_steps={args.pretrain_steps}",
+                                        *corpus, *FEW, "train.lr=0.001"]))
     for shape in [] if args.pretrain_only else sorted({s for s, _ in variants.values()}):
         for tag, over, seeds in FINETUNE:
             for seed in seeds:
-                queue.append((f"scratch-{shape}-{tag}-s{seed}", [*SHAPES[shape], "pretrain=", *over, f"train.seed={seed}"]))
-    running: dict[str, tuple[subprocess.Popen, list[str]]] = {}
-    waiting: dict[str, list[tuple[str, list[str]]]] = {}  # pretraining job -> fine-tunes of its model
+                queue.append((f"scratch-{shape}-{tag}", seed, [*SHAPES[shape], "pretrain=", *over]))
+    running: dict[str, subprocess.Popen] = {}
+    waiting: dict[str, list[tuple[str, int, list[str]]]] = {}  # pretraining job -> fine-tunes of its model
     for name, (shape, _) in variants.items():
         follow = []
         for tag, over, seeds in FINETUNE:
             for seed in seeds:
                 if (tag, seed) == FIRST:
                     continue
-                follow.append((f"mlm-{name}-{tag}-s{seed}", [*SHAPES[shape], "pretrain=", *over, f"train.seed={seed}",
-                                                             f"model.from={runs / f'pt-{name}' / 'pretrain' / 'model'}"]))
+                follow.append((f"mlm-{name}-{tag}", seed, [*SHAPES[shape], "pretrain=", *over,
+                                                           f"model.from={runs / f'pt-{name}-s0' / 'pretrain' / 'model'}"]))
         if name in ("T15", "M15"):  # same tokenizer and shape, random weights
             for seed in (0, 1):
-                follow.append((f"init-{shape}-L2k-lr1e-3-s{seed}", [*SHAPES[shape], "pretrain=", *FEW, "train.lr=0.001",
-                                                                     f"train.seed={seed}", f"model.from={runs / f'init-{shape}'}"]))
-        waiting[f"pt-{name}"] = [] if args.pretrain_only else follow
+                follow.append((f"init-{shape}-L2k-lr1e-3", seed, [*SHAPES[shape], "pretrain=", *FEW, "train.lr=0.001",
+                                                                   f"model.from={runs / f'init-{shape}'}"]))
+        waiting[f"pt-{name}-s0"] = [] if args.pretrain_only else follow
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
     while queue or running:
-        for name, (proc, _) in list(running.items()):
+        for name, proc in list(running.items()):
             if proc.poll() is None:
                 continue
             del running[name]
             text = (out / "logs" / f"{name}.txt").read_text()
-            found = [line[7:] for line in text.splitlines() if line.startswith("RESULT ")]
+            found = [line for line in text.splitlines() if line.startswith('{"arm"')]
             if found:
                 results.write(found[-1] + "\n")
                 say(f"done {name}: {found[-1][:160]}")
@@ -144,28 +137,28 @@ def main() -> None:
             if name in waiting:
                 follow = waiting.pop(name) if found else []
                 model = runs / name / "pretrain" / "model"
-                for job, over in follow:
-                    if job.startswith("init-"):
-                        init = runs / job.split("-L2k")[0]
-                        random_init(model, init)
+                for arm, _, _ in follow:
+                    if arm.startswith("init-"):
+                        random_init(model, runs / arm.split("-L2k")[0])
                 queue[:0] = follow  # ahead of the rest: they are on the critical path
         elapsed = time.perf_counter() - start
         if elapsed > args.deadline:
-            for name, (proc, _) in running.items():
+            for name, proc in running.items():
                 proc.kill()
                 say(f"killed at the deadline: {name}")
             break
         while queue and len(running) < args.width:
-            name, over = queue.pop(0)
+            arm, seed, over = queue.pop(0)
+            name = f"{arm}-s{seed}"
             sink = open(out / "logs" / f"{name}.txt", "w")  # a file, not a pipe: a chatty job cannot block
-            proc = subprocess.Popen(job_command(name, [*over, *COMMON, *quick], runs), stdout=sink,
+            proc = subprocess.Popen(job_command(arm, seed, [*over, *COMMON, *quick], runs), stdout=sink,
                                     stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT)
-            running[name] = (proc, over)
+            running[name] = proc
             say(f"start {name}")
         time.sleep(1)
-    say(f"not run: {[n for n, _ in queue]}")
+    say(f"not run: {[f'{a}-s{seed}' for a, seed, _ in queue]}")
     for name in variants:  # the pretrained models, for more fine-tuning elsewhere
-        model = runs / f"pt-{name}" / "pretrain" / "model"
+        model = runs / f"pt-{name}-s0" / "pretrain" / "model"
         if model.exists():
             _halve_if_large(model)
             with tarfile.open(out / f"pt-{name}.tar.gz", "w:gz") as tar:
