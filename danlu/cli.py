@@ -6,61 +6,42 @@ import json
 import logging
 import os
 import sys
-from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
+from danlu import registry
+from danlu.console import err, friendly, out
+from danlu.console import stage as _stage
 from danlu.errors import DanluError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="danlu (丹炉): from raw data to a checked, trained, evaluated and reported model.")
-out = Console()
-err = Console(stderr=True)
 
 
-
-@contextmanager
-def friendly():
-    """A DanluError is the user's to fix: one clear message, exit 1, no traceback."""
-    try:
-        yield
-    except DanluError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
-        raise typer.Exit(1) from None
-    except KeyboardInterrupt:
-        err.print("interrupted: run the same command again to resume from the last checkpoint")
-        raise typer.Exit(130) from None
+def _task_help() -> str:
+    return "one of the registered tasks: " + "; ".join(f"{s.name} ({s.summary})" for s in registry.specs())
 
 
-def _stage(message: str) -> None:
-    out.print(f"[cyan]»[/] {message}", highlight=False)
-
-
-@app.command()
-def init(task: str = typer.Argument(..., help="text-classification | image-classification | "
-                                              "tabular-classification | tabular-regression"),
+@app.command(help="Write a commented starter recipe for TASK.\n\nTasks:\n\n" + "\n\n".join(
+    f"{s.name}: {s.summary}" for s in registry.specs()))
+def init(task: str = typer.Argument(..., help=_task_help()),
          output: Path = typer.Option(None, "-o", "--output", help="where to write (default: <task>.yaml)")):
-    """Write a commented starter recipe for TASK."""
-    from danlu.recipe import TASKS
+    from danlu.recipe.starters import starter_text
 
     with friendly():
-        if task not in TASKS:
-            import difflib
-
-            close = difflib.get_close_matches(task, TASKS, n=1)
-            raise DanluError(f"unknown task '{task}'" + (f"; did you mean '{close[0]}'?" if close else "")
-                             + f" Tasks: {', '.join(TASKS)}")
-        text = resources.files("danlu.starters").joinpath(f"{task}.yaml").read_text(encoding="utf-8")
+        text = starter_text(registry.get(task).name)
         target = output or Path(f"{task}.yaml")
         if target.exists():
             raise DanluError(f"{target} exists; choose another -o")
         target.write_text(text, encoding="utf-8")
-        out.print(f"wrote {target}: edit it, then `danlu check {target}` and `danlu train {target}`")
+        out.print(f"wrote {escape(str(target))}: edit it, then `danlu check {escape(str(target))}` and "
+                  f"`danlu train {escape(str(target))}`", highlight=False)
 
 
 @app.command()
@@ -78,10 +59,12 @@ def check(recipe: Path, overrides: Optional[List[str]] = typer.Argument(None, he
             output.mkdir(parents=True, exist_ok=True)
             run = Run(output)
         splits, report, warnings = check_data(rec, run)
-        out.print(report.to_markdown(), highlight=False)
+        out.print(report.to_markdown(), highlight=False, markup=False)
         for w in warnings:
-            err.print(f"[yellow]warning:[/] {w}", highlight=False)
-        out.print(f"[green]data check passed[/] ({', '.join(f'{k}: {len(v):,}' for k, v in splits.frames.items())})")
+            err.print(f"[yellow]warning:[/] {escape(str(w))}", highlight=False)
+        sizes = ", ".join(f"{k}: {len(v):,}" for k, v in splits.frames.items())
+        verdict = "[yellow]data check passed with warnings[/]" if warnings else "[green]data check passed[/]"
+        out.print(f"{verdict} ({sizes})", highlight=False)
 
 
 @app.command()
@@ -106,7 +89,7 @@ def evaluate(run: Path, data: Path = typer.Option(..., "--data", help="a labelle
 
     with friendly():
         metrics = evaluate_run(run, data)
-        _metrics_table({data.name: metrics}, None)
+        _metrics_table({escape(data.name): metrics}, None)
         print(json.dumps(scalar_metrics(metrics)))
 
 
@@ -129,12 +112,17 @@ def runs(root: Path = typer.Option(Path("runs"), "--root")):
     table = Table(box=None)
     for column in ("run", "task", "status", "main metric", "updated"):
         table.add_column(column, no_wrap=True)
+    interrupted = False
     for path in sorted(p for p in root.glob("*") if (p / "state.json").exists()):
         run = Run(path)
-        state, metrics = run.state(), run.metrics()
-        table.add_row(str(path), state.get("task", "?"), state.get("status", "?"),
-                      _main(metrics, state.get("main_metric")), state.get("updated", ""))
-    Console(width=400).print(table)  # one line per run, however narrow the terminal
+        state, metrics, status = run.state(), run.metrics(), run.status()
+        interrupted |= status == "interrupted"
+        table.add_row(escape(str(path)), escape(state.get("task", "?")), status,
+                      escape(_main(metrics, state.get("main_metric"))), state.get("updated", ""))
+    Console(width=400).print(table, highlight=False)  # one line per run, however narrow the terminal
+    if interrupted:
+        out.print("an interrupted run resumes from its last checkpoint: run the same `danlu train` command "
+                  "again (with -o RUN if it was given one)", highlight=False)
 
 
 @app.command()
@@ -173,14 +161,41 @@ def _metrics_table(metrics: dict, main: str | None) -> None:
     out.print(table)
     for name, stats in (metrics.get("cross_validation") or {}).items():
         out.print(f"cross-validation {name}: {stats['mean']:.4f} ± {stats['std']:.4f}")
+    _positive_class(metrics)
+
+
+def _positive_class(metrics: dict) -> None:
+    """Binary tasks: the positive class's own F1 beside the macro average (the table shows averages)."""
+    for split, m in metrics.items():
+        per_class = (m or {}).get("per_class") if isinstance(m, dict) else None
+        if per_class and len(per_class) == 2:
+            label, scores = list(per_class.items())[1]
+            out.print(f"{split}: f1 of the positive class '{escape(str(label))}' {scores['f1']:.4f}", highlight=False)
+
+
+def _baselines(metrics: dict, main: str) -> None:
+    for split in ("validation", "test"):
+        found = (metrics.get("baselines") or {}).get(split)
+        model = (metrics.get(split) or {}).get(main)
+        if found and model is not None:
+            others = ", ".join(f"{name} {m[main]:.4f}" for name, m in found.items() if m.get(main) is not None)
+            out.print(f"baselines on {split} ({main}): {others}; the model: {model:.4f}", highlight=False)
+            return
 
 
 def _print_results(run, recipe) -> None:
-    from danlu.pipeline import main_metric
+    from danlu.pipeline.baselines import compare
+    from danlu.tasks import new_task
 
-    _metrics_table(run.metrics(), main_metric(recipe))
-    out.print(f"model:  {run.model_dir}")
-    out.print(f"report: {run.root / 'report.md'} (and report.html)")
+    metrics = run.metrics()
+    main = recipe.main_metric
+    _metrics_table({k: v for k, v in metrics.items() if k != "baselines"}, main)
+    _baselines(metrics, main)
+    for warning in compare(metrics, metrics.get("baselines") or {}, main, recipe.spec,
+                           new_task(recipe.task).baseline_names()):
+        err.print(f"[bold yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
+    out.print(f"model:  {escape(str(run.model_dir))}", highlight=False)
+    out.print(f"report: {escape(str(run.report_md))} (and report.html)", highlight=False)
 
 
 def _register_stage_commands() -> None:

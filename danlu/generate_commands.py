@@ -7,11 +7,13 @@ from pathlib import Path
 
 import typer
 
+from danlu.console import friendly
+
 
 def register(app: typer.Typer) -> None:
     @app.command()
     def generate(
-        run: Path = typer.Argument(..., help="a finished causal-lm run (or its model folder)"),
+        run: Path = typer.Argument(..., help="a finished run whose task writes text (or its model folder)"),
         prompt: str = typer.Argument("", help="the text to continue; empty starts a new document"),
         max_new_tokens: int = typer.Option(200, "--max-new-tokens", min=1),
         temperature: float = typer.Option(0.8, "--temperature", min=0.0, help="0 = always the likeliest token"),
@@ -20,15 +22,11 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, "--seed"),
         stream: bool = typer.Option(True, "--stream/--no-stream", help="print tokens as they are sampled"),
     ):
-        """Continue PROMPT with text sampled from a causal-lm run, printed as it comes."""
-        import transformers
+        """Continue PROMPT with text sampled from a run whose task writes text (causal-lm), printed as it comes."""
+        from danlu.predict import generate_text
+        from danlu.train import silence_transformers
 
-        from danlu.cli import friendly  # imported here: cli imports this module to register it
-        from danlu.generate import generate as generate_text
-
-        # Only the text goes to the terminal: no weight-loading bars or generation advice.
-        transformers.logging.set_verbosity_error()
-        transformers.logging.disable_progress_bar()
+        silence_transformers()  # only the text goes to the terminal: no weight-loading bars or advice
         with friendly():
             sys.stdout.write(prompt)
             for piece in generate_text(run, prompt, max_new_tokens=max_new_tokens, temperature=temperature,

@@ -159,14 +159,14 @@ def _lost_to(v: dict, best: dict, batch: int) -> str:
 def match_run(run_dir, constraints: Constraints) -> tuple[Decision, Path]:
     """Choose from RUN/variants/variants.json; write deployment.json; DanluError when nothing fits."""
     run = Run(run_dir)
-    table_path = run.root / "variants" / "variants.json"
+    table_path = run.variants_table
     if not table_path.exists():
         raise DanluError(f"{table_path} not found: run `danlu compress {run.root}` first")
     decision = choose(read_json(table_path), constraints)
     if decision.chosen is None:
         raise DanluError(decision.message)
     best = decision.chosen
-    out = run.root / "variants" / "deployment.json"
+    out = run.deployment_path
     atomic_write_json(out, {
         "variant": best["name"], "path": best.get("path"), "format": best.get("format"),
         "constraints": {k: getattr(constraints, k) for k in ("p95_ms", "max_mb", "min_metric", "batch")},

@@ -1,8 +1,10 @@
 """The run report: report.md and a self-contained report.html, with plots/ beside them.
 
 The content is built once as a list of sections made of simple blocks (text, table, image,
-code...), then rendered twice, to markdown and to HTML. Missing information (no history,
-no test split, no model facts) just leaves its section out.
+code...), then rendered twice, to markdown and to HTML. What goes in is one typed object,
+`ReportInputs`; a task adds its own sections (confusion matrices, generated samples) through its
+`report_sections`. Missing information (no history, no test split, no model facts) just leaves its
+section out.
 
 Plots use matplotlib's object API (`Figure` rendered by the Agg canvas), not pyplot: no
 display is needed, no global backend is switched for whoever imports danlu, and no figure
@@ -15,6 +17,7 @@ import base64
 import html
 import io
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,18 +25,43 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from danlu.evaluate.metrics import MAIN_METRIC, scalar_metrics
+from danlu.evaluate.metrics import scalar_metrics
 from danlu.run import atomic_write_bytes, atomic_write_text
 
 MAX_AXIS_LABELS = 30  # above this many classes the heatmap axes carry no label names
 MAX_LABEL_CHARS = 18
-MAX_SCATTER_POINTS = 5000
 
 # A block is a tuple: ("text", str) | ("list", [str]) | ("table", headers, rows)
 # | ("image", relpath, png_bytes, alt) | ("code", str, lang) | ("verbatim", markdown_str)
 # | ("pre", plain_text): shown exactly as written (a fenced block in markdown)
 Block = tuple
 Section = tuple[str, list[Block]]
+
+
+@dataclass
+class ReportInputs:
+    """Everything a run report shows; a field left empty leaves its section out."""
+
+    name: str
+    task: str = ""
+    status: str = ""
+    created: str = ""
+    main_metric: str | None = None
+    metrics: dict = field(default_factory=dict)  # split -> metrics (as in metrics.json)
+    baselines: dict = field(default_factory=dict)  # split -> baseline name -> scalar metrics
+    baseline_names: dict = field(default_factory=dict)  # baseline name -> what it is
+    warnings: list[str] = field(default_factory=list)  # shown first, in bold: the model did no better...
+    notes: list[str] = field(default_factory=list)
+    history: list[dict] = field(default_factory=list)
+    pretrain_history: list[dict] = field(default_factory=list)
+    cross_validation: dict = field(default_factory=dict)
+    model: dict = field(default_factory=dict)  # facts: arch, parameters, source ...
+    pretrain: dict = field(default_factory=dict)
+    training: dict = field(default_factory=dict)
+    adaptations: list[str] = field(default_factory=list)
+    task_sections: list = field(default_factory=list)  # [(heading, [blocks])] from the task
+    data_report_md: str = ""
+    recipe_yaml: str = ""
 
 
 # -- formatting -----------------------------------------------------------------
@@ -49,7 +77,10 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def _slug(split: str) -> str:
+table_cell = _fmt  # tasks format their own table cells the same way
+
+
+def slug(split: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(split)) or "split"
 
 
@@ -84,7 +115,7 @@ def _loss_plot(history: list[dict]) -> bytes | None:
     return _png(fig)
 
 
-def _confusion_plot(labels: list[str], matrix: list[list[int]], split: str) -> bytes:
+def confusion_plot(labels: list[str], matrix: list[list[int]], split: str) -> bytes:
     counts = np.asarray(matrix, dtype=float)
     k = len(labels)
     rows = counts.sum(axis=1, keepdims=True)
@@ -110,22 +141,6 @@ def _confusion_plot(labels: list[str], matrix: list[list[int]], split: str) -> b
     return _png(fig)
 
 
-def _scatter_plot(y_true: list[float], y_pred: list[float], split: str) -> bytes:
-    y_true, y_pred = np.asarray(y_true, dtype=float), np.asarray(y_pred, dtype=float)
-    if y_true.size > MAX_SCATTER_POINTS:
-        keep = np.random.default_rng(0).choice(y_true.size, MAX_SCATTER_POINTS, replace=False)
-        y_true, y_pred = y_true[keep], y_pred[keep]
-    fig = Figure(figsize=(4.8, 4.8))
-    ax = fig.add_subplot()
-    ax.scatter(y_true, y_pred, s=8, alpha=0.5)
-    low, high = float(min(y_true.min(), y_pred.min())), float(max(y_true.max(), y_pred.max()))
-    ax.plot([low, high], [low, high], "k--", linewidth=1, label="y = x")
-    ax.set(xlabel="true", ylabel="predicted", title=f"Predicted vs true: {_short(split)}")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    return _png(fig)
-
-
 # -- content --------------------------------------------------------------------
 def _metrics_table(metrics: dict[str, dict], main: str | None) -> Block:
     splits = list(metrics)
@@ -138,83 +153,72 @@ def _metrics_table(metrics: dict[str, dict], main: str | None) -> Block:
     return ("table", ["metric", *splits], rows)
 
 
-def _sections(info: dict, plots: dict[str, bytes]) -> list[Section]:
+def _baseline_table(info: ReportInputs) -> Block | None:
+    """The model's main metric beside each baseline's, per split."""
+    main = info.main_metric
+    splits = [s for s in info.baselines if main in scalar_metrics(info.metrics.get(s) or {})]
+    if not splits or not main:
+        return None
+    names = list(dict.fromkeys(b for s in splits for b in info.baselines[s]))
+    rows = [["model", *(_fmt(info.metrics[s].get(main)) for s in splits)]]
+    for name in names:
+        what = info.baseline_names.get(name)
+        rows.append([f"{name} ({what})" if what else name,
+                     *(_fmt(info.baselines[s].get(name, {}).get(main)) for s in splits)])
+    return ("table", [main, *splits], rows)
+
+
+def _sections(info: ReportInputs, plots: dict[str, bytes]) -> list[Section]:
     sections: list[Section] = []
-    task = info.get("task", "")
-    main = info.get("main_metric") or MAIN_METRIC.get(task)
-    facts = [f"{key}: {info[key]}" for key in ("task", "status", "created") if info.get(key)]
+    main = info.main_metric
+    facts = [f"{key}: {value}" for key, value in (("task", info.task), ("status", info.status),
+                                                  ("created", info.created)) if value]
     if main:
         facts.append(f"main metric: {main}")
     if facts:
         sections.append(("", [("list", facts)]))
-    if info.get("notes"):
-        sections.append(("Notes", [("list", [str(note) for note in info["notes"]])]))
-
-    metrics = info.get("metrics") or {}
-    if any(scalar_metrics(m or {}) for m in metrics.values()):
-        sections.append(("Metrics", [_metrics_table(metrics, main)]))
+    if info.warnings:
+        sections.append(("Warnings", [("list", [f"WARNING: {w}" for w in info.warnings])]))
+    if info.notes:
+        sections.append(("Notes", [("list", [str(note) for note in info.notes])]))
+    if any(scalar_metrics(m or {}) for m in info.metrics.values()):
+        sections.append(("Metrics", [_metrics_table(info.metrics, main)]))
+    baseline = _baseline_table(info)
+    if baseline:
+        sections.append(("Against the baselines", [baseline, ("text", "Each baseline is fitted on the training "
+                                                                     "split only and measured like the model.")]))
     if "loss" in plots:
         sections.append(("Training curve", [("image", "plots/loss.png", plots["loss"], "loss curve")]))
     if "pretrain_loss" in plots:
         sections.append(("Pretraining curve", [("image", "plots/pretrain_loss.png", plots["pretrain_loss"],
                                                 "pretraining loss curve")]))
-    if info.get("samples"):  # a language model's generated text, shown as written
-        blocks = []
-        for sample in info["samples"]:
-            blocks += [("text", f"prompt: {sample['prompt']!r}"), ("pre", sample["prompt"] + sample["text"])]
-        sections.append(("Samples", blocks))
-
-    for split, split_metrics in metrics.items():
-        blocks: list[Block] = []
-        name = f"confusion_{_slug(split)}"
-        if name in plots:
-            blocks.append(("image", f"plots/{name}.png", plots[name], "confusion matrix"))
-        per_class = (split_metrics or {}).get("per_class") or {}
-        if per_class:
-            rows = [[label, *(_fmt(c.get(key)) for key in ("precision", "recall", "f1", "support"))]
-                    for label, c in per_class.items()]
-            blocks.append(("table", ["class", "precision", "recall", "f1", "support"], rows))
-        if blocks:
-            sections.append((f"Classes: {split}", blocks))
-    for split in info.get("predictions") or {}:
-        name = f"scatter_{_slug(split)}"
-        if name in plots:
-            sections.append((f"Predictions: {split}", [("image", f"plots/{name}.png", plots[name], "predicted vs true")]))
-
-    folds = info.get("cross_validation") or {}
-    if folds:
+    sections += info.task_sections
+    if info.cross_validation:
         rows = [[name, f"{_fmt(s['mean'])} ± {_fmt(s['std'])}", ", ".join(_fmt(v) for v in s.get("folds", []))]
-                for name, s in folds.items()]
+                for name, s in info.cross_validation.items()]
         note = ("text", "Standard deviation is the population std (ddof=0) over the folds.")
         sections.append(("Cross-validation", [("table", ["metric", "mean ± std", "folds"], rows), note]))
-    for key, title in (("model", "Model"), ("pretrain", "Pretraining"), ("training", "Training")):
-        if info.get(key):
-            rows = [[name, _fmt(value)] for name, value in info[key].items() if value is not None]
+    for facts_, title in ((info.model, "Model"), (info.pretrain, "Pretraining"), (info.training, "Training")):
+        if facts_:
+            rows = [[name, _fmt(value)] for name, value in facts_.items() if value is not None]
             sections.append((title, [("table", ["", "value"], rows)]))
-    if info.get("adaptations"):
-        sections.append(("What was trained", [("list", [str(a) for a in info["adaptations"]])]))
-    if info.get("data_report_md"):
-        sections.append(("Data", [("verbatim", info["data_report_md"])]))
-    if info.get("recipe_yaml"):
-        sections.append(("Recipe", [("code", info["recipe_yaml"], "yaml")]))  # collapsible in html
+    if info.adaptations:
+        sections.append(("What was trained", [("list", [str(a) for a in info.adaptations])]))
+    if info.data_report_md:
+        sections.append(("Data", [("verbatim", info.data_report_md)]))
+    if info.recipe_yaml:
+        sections.append(("Recipe", [("code", info.recipe_yaml, "yaml")]))  # collapsible in html
     return sections
 
 
-def _make_plots(info: dict) -> dict[str, bytes]:
+def _make_plots(info: ReportInputs) -> dict[str, bytes]:
     plots: dict[str, bytes] = {}
-    loss = _loss_plot(info.get("history") or [])
+    loss = _loss_plot(info.history)
     if loss:
         plots["loss"] = loss
-    pretrain_loss = _loss_plot(info.get("pretrain_history") or [])
+    pretrain_loss = _loss_plot(info.pretrain_history)
     if pretrain_loss:
         plots["pretrain_loss"] = pretrain_loss
-    for split, split_metrics in (info.get("metrics") or {}).items():
-        cm = (split_metrics or {}).get("confusion_matrix")
-        if cm and cm.get("labels"):
-            plots[f"confusion_{_slug(split)}"] = _confusion_plot(cm["labels"], cm["matrix"], split)
-    for split, pred in (info.get("predictions") or {}).items():
-        if pred and len(pred.get("y_true") or []) > 0:
-            plots[f"scatter_{_slug(split)}"] = _scatter_plot(pred["y_true"], pred["y_pred"], split)
     return plots
 
 
@@ -295,14 +299,18 @@ def _html(title: str, sections: list[Section]) -> str:
     return "\n".join(out) + "\n"
 
 
-def write_report(run_root: Path, info: dict) -> tuple[Path, Path]:
+def write_report(run_root: Path, info: ReportInputs) -> tuple[Path, Path]:
     """Write report.md, report.html and plots/*.png under `run_root`; return (md, html) paths."""
     run_root = Path(run_root)
     plots = _make_plots(info)
     for name, png in plots.items():
         atomic_write_bytes(run_root / "plots" / f"{name}.png", png)
-    title = str(info.get("name") or "danlu run")
     sections = _sections(info, plots)
+    for _, blocks in sections:  # the tasks' own pictures (confusion matrices) go to plots/ as well
+        for block in blocks:
+            if block[0] == "image" and block[1].removeprefix("plots/").removesuffix(".png") not in plots:
+                atomic_write_bytes(run_root / block[1], block[2])
+    title = info.name or "danlu run"
     md_path, html_path = run_root / "report.md", run_root / "report.html"
     atomic_write_text(md_path, _markdown(title, sections))
     atomic_write_text(html_path, _html(title, sections))

@@ -1,15 +1,20 @@
 """The run directory: where everything a run made lives, written atomically.
 
-Layout of `runs/<name>-<time>/`:
+Layout of `runs/<name>-<time>/` (every stage asks `Run` for a path; none builds one itself):
     recipe.yaml         the resolved recipe (after defaults and overrides)
     data_report.json/md the quality gate's findings
     checkpoints/        trainer checkpoints (checkpoint-N), used to resume
     model/              the final model, loadable with save_pretrained's counterpart
-    metrics.json        one object per split
+    metrics.json        one object per split, the baselines, cross-validation
     pretrain/           self-supervised pretraining (its checkpoints, model, metrics.json)
+    cv/fold-N/          one fold of cross-validation (checkpoints, metrics.json)
     history.json        training log (loss per step, eval per epoch)
     report.md/html      the human report, plots/ beside it
-    state.json          {"status": "running" | "done" | "failed", "recipe_hash": ...}
+    eval-<data>.json    `danlu eval` on another file
+    variants/           `danlu compress`: one folder per variant, variants.json, report.md,
+                        student-run/ (a distilled student's own run), deployment.json (`danlu match`)
+    export/<format>/    `danlu export`
+    state.json          {"status": "running" | "done" | "failed" | "interrupted", "recipe_hash", "pid", "host" ...}
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import tempfile
 import time
 from pathlib import Path
@@ -76,6 +82,18 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
+def _alive(pid) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process of that number: alive, as far as we can tell
+        return True
+    return True
+
+
 def read_json(path: str | os.PathLike) -> Any:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
@@ -115,6 +133,53 @@ class Run:
     def state_path(self) -> Path:
         return self.root / "state.json"
 
+    @property
+    def report_md(self) -> Path:
+        return self.root / "report.md"
+
+    @property
+    def pretrain_dir(self) -> Path:
+        return self.root / "pretrain"
+
+    def fold_dir(self, number: int) -> Path:
+        return self.root / "cv" / f"fold-{number}"
+
+    def eval_path(self, data_name: str) -> Path:
+        return self.root / f"eval-{data_name}.json"
+
+    def export_dir(self, name: str) -> Path:
+        return self.root / "export" / name
+
+    # -- variants (danlu compress / match) -----------------------------------------
+    @property
+    def variants(self) -> Path:
+        return self.root / "variants"
+
+    def variant(self, name: str) -> Path:
+        return self.variants / name
+
+    @property
+    def variants_table(self) -> Path:
+        return self.variants / "variants.json"
+
+    @property
+    def student_run(self) -> Path:
+        return self.variants / "student-run"
+
+    @property
+    def deployment_path(self) -> Path:
+        return self.variants / "deployment.json"
+
+    def deployment(self) -> dict | None:
+        """The plan `danlu match` wrote, or None."""
+        if not self.deployment_path.exists():
+            return None
+        try:
+            plan = read_json(self.deployment_path)
+        except (OSError, ValueError):
+            raise RunError(f"{self.deployment_path}: cannot be read; run `danlu match` again") from None
+        return plan if isinstance(plan, dict) else None
+
     # -- state -------------------------------------------------------------
     def state(self) -> dict:
         if not self.state_path.exists():
@@ -128,6 +193,19 @@ class Run:
         state = self.state()
         state.update(fields, updated=time.strftime("%Y-%m-%dT%H:%M:%S"))
         atomic_write_json(self.state_path, state)
+
+    def mark_running(self, **fields: Any) -> None:
+        """status running, with the process and host that run it, so a killed run can be told apart."""
+        self.set_state(status="running", pid=os.getpid(), host=socket.gethostname(), **fields)
+
+    def status(self) -> str:
+        """The recorded status; "interrupted" for a run recorded as running whose process is gone
+        (killed by SIGKILL or a power cut, which no handler sees)."""
+        state = self.state()
+        status = state.get("status", "unknown")
+        if status == "running" and state.get("host") == socket.gethostname() and not _alive(state.get("pid")):
+            return "interrupted"
+        return status
 
     def metrics(self) -> dict:
         return read_json(self.metrics_path) if self.metrics_path.exists() else {}

@@ -25,6 +25,6 @@ def _quiet(monkeypatch):
 
 @pytest.fixture(autouse=True, scope="session")
 def _silence():
-    from danlu.train.engine import silence_transformers
+    from danlu.train import silence_transformers
 
     silence_transformers()

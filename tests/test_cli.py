@@ -52,8 +52,11 @@ def test_train_fills_the_run_directory(iris_run):
                  "model/config.json", "model/model.safetensors", "state.json"):
         assert (run / name).exists(), name
     metrics = json.loads((run / "metrics.json").read_text())
-    assert set(metrics) == {"validation", "test"}
+    assert set(metrics) == {"validation", "test", "baselines"}
     assert metrics["test"]["accuracy"] > 0.8
+    assert set(metrics["baselines"]["test"]) == {"majority", "linear"}
+    assert metrics["baselines"]["test"]["majority"]["accuracy"] < 0.5  # three balanced classes
+    assert "baselines on validation (accuracy): majority" in text
     assert json.loads((run / "state.json").read_text())["status"] == "done"
     assert "report:" in text and "accuracy" in text
 

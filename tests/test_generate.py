@@ -7,7 +7,8 @@ import typer
 from typer.testing import CliRunner
 
 from danlu.errors import DanluError
-from danlu.generate import dominant_lengths, generate, line_lengths
+from danlu.predict import generate_text as generate
+from danlu.tasks.causal_lm.generate import dominant_lengths, line_lengths
 from danlu.generate_commands import register
 from lmkit import train_tiny_lm
 

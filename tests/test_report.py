@@ -5,7 +5,8 @@ import base64
 import numpy as np
 
 from danlu.evaluate.metrics import classification_metrics, regression_metrics, summarize_folds
-from danlu.report import write_report
+from danlu.report import ReportInputs, write_report
+from danlu.tasks import new_task
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 EVIL = "<script>alert(1)</script>"
@@ -19,26 +20,28 @@ def _history():
     return log
 
 
+def _sections(metrics):
+    return new_task("image-classification").report_sections(metrics)  # a classifier's confusion matrices
+
+
 def _classification_info():
     labels = ["cat", "dog", EVIL]
     val = classification_metrics([0, 1, 2, 2], [0, 1, 2, 1], labels)
     test = classification_metrics([0, 1, 1, 2], [0, 1, 0, 2], labels, probs=np.full((4, 3), 1 / 3))
-    return {
-        "name": "pets",
-        "task": "classification",
-        "status": "done",
-        "created": "2024-01-01T00:00:00",
-        "main_metric": "accuracy",
-        "metrics": {"validation": val, "test": test},
-        "history": _history(),
-        "data_report_md": "## Quality\n\n- 4 rows | ok\n",
-        "cross_validation": summarize_folds([{"accuracy": 0.8}, {"accuracy": 0.9}]),
-        "model": {"arch": "tiny-cnn", "parameters": 12345, "trainable": 12000, "source": "scratch"},
-        "training": {"seconds": 3.2, "epochs": 2, "steps": 20, "precision": "fp32", "compile": False,
-                     "device": "cpu"},
-        "recipe_yaml": "task: classification\nname: pets\n",
-        "notes": ["class <dog> is rare"],
-    }
+    metrics = {"validation": val, "test": test}
+    return ReportInputs(
+        name="pets", task="image-classification", status="done", created="2024-01-01T00:00:00",
+        main_metric="accuracy", metrics=metrics, history=_history(),
+        data_report_md="## Quality\n\n- 4 rows | ok\n",
+        cross_validation=summarize_folds([{"accuracy": 0.8}, {"accuracy": 0.9}]),
+        model={"arch": "tiny-cnn", "parameters": 12345, "trainable": 12000, "source": "scratch"},
+        training={"seconds": 3.2, "epochs": 2, "steps": 20, "precision": "fp32", "compile": False, "device": "cpu"},
+        recipe_yaml="task: classification\nname: pets\n", notes=["class <dog> is rare"],
+        task_sections=_sections(metrics),
+        baselines={"validation": {"majority": {"accuracy": 0.5}}, "test": {"majority": {"accuracy": 0.25}}},
+        baseline_names={"majority": "always the most frequent class"},
+        warnings=["the model does no better than <majority>"],
+    )
 
 
 def test_classification_report(tmp_path):
@@ -69,26 +72,30 @@ def test_classification_report(tmp_path):
     assert "<details>" in page and "http" not in page.replace("http-equiv", "")
 
 
-def test_regression_report_with_predictions(tmp_path):
-    y_true, y_pred = [1.0, 2.0, 3.0, 4.0], [1.1, 1.9, 3.2, 3.7]
-    info = {
-        "name": "prices",
-        "task": "regression",
-        "metrics": {"test": regression_metrics(y_true, y_pred)},
-        "predictions": {"test": {"y_true": y_true, "y_pred": y_pred}},
-        "history": [{"step": 1, "epoch": 1.0, "loss": 2.0}, {"step": 2, "epoch": 2.0, "loss": 1.0}],
-    }
-    md_path, html_path = write_report(tmp_path, info)
-    for name in ("loss.png", "scatter_test.png"):
-        assert (tmp_path / "plots" / name).read_bytes().startswith(PNG_MAGIC)
+def test_baselines_and_warnings_come_first(tmp_path):
+    md_path, html_path = write_report(tmp_path, _classification_info())
     md = md_path.read_text(encoding="utf-8")
-    assert "rmse (main)" in md and "](plots/scatter_test.png)" in md
+    assert md.index("## Warnings") < md.index("## Metrics") < md.index("## Against the baselines")
+    assert "| model | 0.7500 | 0.7500 |" in md
+    assert "| majority (always the most frequent class) | 0.5000 | 0.2500 |" in md
+    assert "&lt;majority&gt;" in html_path.read_text(encoding="utf-8")
+
+
+def test_regression_report(tmp_path):
+    y_true, y_pred = [1.0, 2.0, 3.0, 4.0], [1.1, 1.9, 3.2, 3.7]
+    info = ReportInputs(name="prices", task="tabular-regression", main_metric="rmse",
+                        metrics={"test": regression_metrics(y_true, y_pred)},
+                        history=[{"step": 1, "epoch": 1.0, "loss": 2.0}, {"step": 2, "epoch": 2.0, "loss": 1.0}])
+    md_path, html_path = write_report(tmp_path, info)
+    assert (tmp_path / "plots" / "loss.png").read_bytes().startswith(PNG_MAGIC)
+    md = md_path.read_text(encoding="utf-8")
+    assert "rmse (main)" in md
     assert "Classes" not in md and "confusion" not in md
     assert "data:image/png;base64," in html_path.read_text(encoding="utf-8")
 
 
 def test_minimal_info(tmp_path):
-    md_path, html_path = write_report(tmp_path, {"name": "bare", "task": "classification"})
+    md_path, html_path = write_report(tmp_path, ReportInputs(name="bare", task="tabular-classification"))
     assert md_path.read_text(encoding="utf-8").startswith("# bare")
     assert "<h1>bare</h1>" in html_path.read_text(encoding="utf-8")
     assert not (tmp_path / "plots").exists()
@@ -97,8 +104,8 @@ def test_minimal_info(tmp_path):
 def test_many_classes_and_empty_parts(tmp_path):
     labels = [f"a very long class label number {i}" for i in range(40)]
     y = np.arange(40).repeat(2)
-    info = {"name": "many", "task": "classification", "history": [],
-            "metrics": {"test": classification_metrics(y, y[::-1], labels), "validation": {}}}
+    metrics = {"test": classification_metrics(y, y[::-1], labels), "validation": {}}
+    info = ReportInputs(name="many", task="tabular-classification", metrics=metrics, task_sections=_sections(metrics))
     md_path, _ = write_report(tmp_path, info)
     assert (tmp_path / "plots" / "confusion_test.png").read_bytes().startswith(PNG_MAGIC)
     assert not (tmp_path / "plots" / "loss.png").exists()

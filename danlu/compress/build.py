@@ -28,13 +28,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from danlu.compress import DEFAULT_VARIANTS  # noqa: F401  (re-exported)
+from danlu.compress import BASELINE, DEFAULT_VARIANTS
 from danlu.compress.runtime import MANIFEST, quantize_torch, size_of
 from danlu.errors import DanluError
 from danlu.run import atomic_write_bytes, atomic_write_json
 
 FORMATS = ("pytorch-fp32", "onnx-fp32", "onnx-int8", "torch-int8")
-BASELINE = "pytorch-fp32"
 STUDENT = "student"
 _PRUNE = re.compile(r"^prune-(magnitude|structured)-(\d*\.?\d+)$")
 

@@ -7,28 +7,16 @@ danlu.compress.export. Imports are inside the commands so that `danlu --help` st
 from __future__ import annotations
 
 import json
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from danlu.compress import DEFAULT_VARIANTS
-
-out = Console()
-err = Console(stderr=True)
-
-
-@contextmanager
-def _friendly():
-    """danlu.cli's friendly(), looked up when a command runs (cli imports this module)."""
-    from danlu.cli import friendly
-
-    with friendly():
-        yield
-
+from danlu.console import friendly as _friendly
+from danlu.console import out, stage
 
 def compress(
     run: Path = typer.Argument(..., help="a finished run directory"),
@@ -51,7 +39,7 @@ def compress(
         names = variants.split(",") if variants is not None else None
         figures = compress_run(run, names, batch=batch, recovery_steps=recovery_steps, threads=threads,
                                latency_examples=latency_examples,
-                               say=lambda m: out.print(f"[cyan]»[/] {m}", highlight=False))
+                               say=stage)
         table = Table("variant", figures[0]["main_metric"], "p50 b1 ms", "p95 b1 ms", f"p95 b{batch} ms",
                       f"ex/s b{batch}", "size MB", "peak RSS MB")
         for v in figures:
@@ -61,7 +49,9 @@ def compress(
                           f"{big['p95_ms']:.2f}", f"{big['throughput_per_s']:,.0f}", f"{v['size_bytes'] / 1e6:.1f}",
                           f"{v['peak_rss_bytes'] / 1e6:.0f}")
         out.print(table)
-        out.print(f"report: {Path(run) / 'variants' / 'report.md'}")
+        from danlu.run import Run
+
+        out.print(f"report: {escape(str(Run(run).variants / 'report.md'))}", highlight=False)
 
 
 def match(
@@ -80,15 +70,15 @@ def match(
         decision, path = match_run(run, Constraints(p95_ms, max_mb, min_metric, cost_per_hour, batch))
         best = decision.chosen
         lat = best["latency"][str(batch)]
-        out.print(f"[green]chosen:[/] {best['name']}: {best['main_metric']} {best['main_value']:.4f}, "
+        out.print(f"[green]chosen:[/] {escape(best['name'])}: {best['main_metric']} {best['main_value']:.4f}, "
                   f"p95 {lat['p95_ms']:.2f} ms at batch {batch}, {best['size_bytes'] / 1e6:.1f} MB, "
                   f"{lat['throughput_per_s']:,.0f} examples/s", highlight=False, soft_wrap=True)
         if decision.cost_per_million is not None:
             out.print(f"cost: {decision.cost_per_million:.4g} per million requests at {cost_per_hour:g}/hour",
                       highlight=False)
         for name, why in decision.reasons.items():
-            out.print(f"  {name}: {why}", highlight=False, soft_wrap=True)
-        out.print(f"wrote {path}")
+            out.print(f"  {escape(name)}: {escape(why)}", highlight=False, soft_wrap=True)
+        out.print(f"wrote {escape(str(path))}", highlight=False)
 
 
 def export(
@@ -102,7 +92,7 @@ def export(
 
     with _friendly():
         files = export_run(run, fmt, output, variant)
-        out.print(json.dumps({"format": fmt, "files": [str(p) for p in files]}, indent=2))
+        typer.echo(json.dumps({"format": fmt, "files": [str(p) for p in files]}, indent=2))  # machine-readable
 
 
 def register(app: typer.Typer) -> None:

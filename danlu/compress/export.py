@@ -3,7 +3,9 @@
 onnx: model.onnx (fp32, or the named ONNX variant) with the tokenizer / processor files and
 config.json beside it; it reuses RUN/variants/onnx-fp32 when `danlu compress` made it, else exports.
 safetensors: what save_pretrained writes (model.safetensors + config.json) with the tokenizer /
-processor files, so AutoTokenizer/AutoModel...from_pretrained(folder) loads it. `--variant` takes
+processor files, so AutoTokenizer/AutoModel...from_pretrained(folder) loads it. A task that prepares
+its input outside the network (a table's scaling and one-hot columns) puts that preprocessing into the
+exported ONNX graph, so plain onnxruntime reads the raw input and agrees with the run. `--variant` takes
 a pruned PyTorch variant or the distilled student instead of the trained model; the tokenizer /
 processor files are the variant's own (a student's come from its run, RUN/variants/student-run).
 """
@@ -13,7 +15,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from danlu.compress.runtime import MANIFEST, WEIGHT_SUFFIXES, variants_dir
+from danlu.compress.runtime import MANIFEST, WEIGHT_SUFFIXES
 from danlu.errors import DanluError
 from danlu.run import Run, atomic_write_bytes, read_json
 
@@ -21,27 +23,24 @@ FORMATS = ("onnx", "safetensors")
 
 
 def export_run(run_dir, fmt: str, output=None, variant: str | None = None) -> list[Path]:
-    """Write the export into `output` (default RUN/export/<format>); returns the files written."""
+    """Write the export into `output` (default RUN/export/<format or variant>); returns every file written."""
+    from danlu.tasks import load_task
+
     if fmt not in FORMATS:
         raise DanluError(f"--format must be one of {', '.join(FORMATS)}, not '{fmt}'")
     run = Run(run_dir)
     model_dir = run.require_model()
-    out = Path(output) if output else run.root / "export" / (variant or fmt)
+    out = Path(output) if output else run.export_dir(variant or fmt)
     if out.exists() and not out.is_dir():
         raise DanluError(f"{out} is a file; -o names a folder")
     source, preprocessing = _variant_folder(run, variant) if variant else (None, None)
     model_dir = preprocessing or model_dir  # where the tokenizer / processor and config.json come from
+    task, model = load_task(model_dir)
+    if fmt not in task.spec.capabilities.export:
+        raise DanluError(f"--format {fmt}: {task.name} models export as {', '.join(task.spec.capabilities.export)}")
     written = []
     if fmt == "onnx":
-        if source is None:
-            source = variants_dir(run.root) / "onnx-fp32"
-            if not (source / "model.onnx").exists():
-                _export_fresh(run, out)
-                source = out
-        if not (source / "model.onnx").exists():
-            raise DanluError(f"variant '{variant}' is not an ONNX variant (no model.onnx)")
-        if source != out:
-            written.append(_copy(source / "model.onnx", out / "model.onnx"))
+        written.append(_write_onnx(run, task, model, source, variant, out))
         written.append(_copy(model_dir / "config.json", out / "config.json"))
     else:
         weights = model_dir if source is None else source
@@ -50,15 +49,33 @@ def export_run(run_dir, fmt: str, output=None, variant: str | None = None) -> li
             raise DanluError(f"{weights} holds no safetensors weights (an ONNX or int8 variant exports with "
                              "--format onnx)")
         written += [_copy(p, out / p.name) for p in files]
-    # The tokenizer / processor and danlu's own metadata: everything else in model/.
+    # The tokenizer / processor, the preprocessing and danlu's own metadata: everything else in model/.
     written += [_copy(p, out / p.name) for p in sorted(model_dir.iterdir())
                 if p.is_file() and not p.name.endswith(WEIGHT_SUFFIXES) and p.name != "config.json"]
     return written
 
 
+def _write_onnx(run: Run, task, model, source: Path | None, variant: str | None, out: Path) -> Path:
+    """out/model.onnx: the variant's graph, the run's onnx-fp32 variant, or a fresh export, with the
+    task's preprocessing put in front of it (Task.export_graph), so the file stands on its own."""
+    import onnx
+
+    if source is None:
+        source = run.variant("onnx-fp32")
+        proto = onnx.load(source / "model.onnx") if (source / "model.onnx").exists() else _export_fresh(run, task,
+                                                                                                          model)
+    elif (source / "model.onnx").exists():
+        proto = onnx.load(source / "model.onnx")
+    else:
+        raise DanluError(f"variant '{variant}' is not an ONNX variant (no model.onnx)")
+    target = out / "model.onnx"
+    atomic_write_bytes(target, task.export_graph(proto).SerializeToString())
+    return target
+
+
 def _variant_folder(run: Run, name: str) -> tuple[Path, Path]:
     """(the folder holding the variant's network, the folder holding its tokenizer / processor)."""
-    folder = variants_dir(run.root) / name
+    folder = run.variant(name)
     if not (folder / MANIFEST).exists():
         raise DanluError(f"{run.root}: no variant '{name}' (run `danlu compress` first)")
     manifest = read_json(folder / MANIFEST)
@@ -66,13 +83,11 @@ def _variant_folder(run: Run, name: str) -> tuple[Path, Path]:
             (folder / manifest.get("preprocessing", "../../model")).resolve())
 
 
-def _export_fresh(run: Run, out: Path) -> None:
+def _export_fresh(run: Run, task, model):
     from danlu.compress.build import export_onnx
     from danlu.pipeline import check_data
     from danlu.recipe import load_recipe
-    from danlu.tasks import load_task
 
-    task, model = load_task(run.model_dir)
     recipe = load_recipe(run.recipe_path, base_dir=run.state().get("recipe_dir"))
     frames = check_data(recipe)[0].frames
     frame = next((f for f in frames.values() if len(f)), None)
@@ -80,7 +95,7 @@ def _export_fresh(run: Run, out: Path) -> None:
         raise DanluError(f"{run.root}: no data to trace the model with")
     data = task.encode(frame.head(2))
     proto, _ = export_onnx(model, task.collate([data[i] for i in range(len(data))]))
-    atomic_write_bytes(out / "model.onnx", proto.SerializeToString())
+    return proto
 
 
 def _copy(src: Path, dst: Path) -> Path:

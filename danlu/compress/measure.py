@@ -33,19 +33,6 @@ MIN_CALLS = 20
 WARMUP_CALLS = 3
 
 
-def batches_of(task, dataset, size: int, indices=None) -> tuple[list[dict], np.ndarray | None]:
-    """Collated input batches (labels removed) and the labels in order."""
-    order = list(range(len(dataset))) if indices is None else list(indices)
-    out, labels = [], []
-    for start in range(0, len(order), size):
-        batch = task.collate([dataset[i] for i in order[start:start + size]])
-        y = batch.pop("labels", None)
-        if y is not None:
-            labels.append(np.asarray(y))
-        out.append(batch)
-    return out, (np.concatenate(labels) if labels else None)
-
-
 def _count(batch: dict) -> int:
     return len(next(iter(batch.values())))
 
@@ -144,7 +131,7 @@ def quality_and_memory(load, task, batches: list[dict], labels, main_metric: str
         start = time.perf_counter()
         variant = load()
         load_s = time.perf_counter() - start
-        logits = np.concatenate([variant.predict_logits(b) for b in batches])
+        logits = np.concatenate([variant.forward(b) for b in batches])
     del variant
     scalars = scalar_metrics(task.metrics(logits, labels))
     return {"main_metric": main_metric, "main_value": scalars.get(main_metric), "metrics": scalars,

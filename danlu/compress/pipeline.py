@@ -20,13 +20,13 @@ import torch
 
 from danlu.compress.build import (BASELINE, Spec, default_variants, export_onnx, parse_variants, save_onnx,
                                   save_torch_int8, save_torch_variant, variant_folder, write_manifest)
-from danlu.compress.measure import batches_of, interleaved, latency, quality_and_memory
+from danlu.compress.measure import interleaved, latency, quality_and_memory
 from danlu.compress.prune import make_permanent, prunable, pruned_copy, recover, sparsity, units_removed
 from danlu.compress.report import write_all
-from danlu.compress.student import STUDENT_RUN, describe, student_recipe, train_student
-from danlu.compress.runtime import load_variant, size_of, variants_dir
+from danlu.compress.student import describe, student_recipe, train_student
+from danlu.compress.runtime import MANIFEST, load_variant, size_of
 from danlu.errors import DanluError
-from danlu.evaluate.metrics import greater_is_better
+from danlu.inference import batches as batches_of
 from danlu.models import count_parameters
 from danlu.run import Run
 
@@ -39,10 +39,10 @@ def compress_run(run_dir, variants=None, batch: int = 32, recovery_steps: int = 
 
     `variants` None: danlu.compress.DEFAULT_VARIANTS, and `student` when the recipe has compress.student.
     """
-    from danlu.pipeline import check_data, main_metric
+    from danlu.pipeline import check_data
     from danlu.recipe import load_recipe
     from danlu.tasks import load_task
-    from danlu.train.engine import silence_transformers
+    from danlu.train import silence_transformers
 
     say = say or log.info
     specs = parse_variants(variants) if variants is not None else None
@@ -53,10 +53,11 @@ def compress_run(run_dir, variants=None, batch: int = 32, recovery_steps: int = 
     run.require_model()
     recipe = load_recipe(run.recipe_path, base_dir=run.state().get("recipe_dir"))
     specs = specs if specs is not None else parse_variants(default_variants(recipe))
+    check_capabilities(recipe.spec, specs)
     # The student's recipe is derived and checked (task, shape) before any work.
     derived = student_recipe(run.root, recipe) if any(s.student for s in specs) else None
     task, base = load_task(run.model_dir)
-    metric = run.state().get("main_metric") or main_metric(recipe)
+    metric = run.state().get("main_metric") or recipe.main_metric
 
     say("load data")
     # The same loading and quality gate as training, so the test rows are the ones metrics.json scored.
@@ -68,7 +69,7 @@ def compress_run(run_dir, variants=None, batch: int = 32, recovery_steps: int = 
     feeds = {False: _feed(task, frames[split], batch, latency_examples)}
     examples = feeds[False]["examples"]
 
-    root = variants_dir(run.root)
+    root = run.variants
     student = None
     if derived is not None:
         feeds[True], student = _student(run, derived, base, frames[split], batch, latency_examples, say)
@@ -94,10 +95,11 @@ def compress_run(run_dir, variants=None, batch: int = 32, recovery_steps: int = 
                 lambda: load_variant(run.root, spec.name, task=feed["task"], threads=threads),
                 feed["task"], feed["big"], feed["labels"], metric)
             reference = logits if reference is None else reference
-            figures.append(_entry(spec, run, got, logits, reference, split, examples, threads, batch, metric))
+            figures.append(_entry(spec, run, got, logits, reference, split, examples, threads, batch, metric,
+                                  recipe.spec))
         say(f"measure latency: {len(specs)} variants in turn, batch {batch} and batch 1")
         loaded = {s.name: load_variant(run.root, s.name, task=feeds[s.student]["task"],
-                                       threads=threads).predict_logits for s in specs}
+                                       threads=threads).forward for s in specs}
         timed = {size: interleaved(loaded, {s.name: feeds[s.student][key] for s in specs})
                  for size, key in ((str(batch), "big"), ("1", "single"))}
         del loaded
@@ -112,6 +114,27 @@ def compress_run(run_dir, variants=None, batch: int = 32, recovery_steps: int = 
                "memory_method": figures[0]["memory_method"]}
     write_all(root, figures, context)
     return figures
+
+
+def check_capabilities(task_spec, specs) -> None:
+    """Every requested variant is one the task's models can be made into (the registry says which)."""
+    offered = task_spec.capabilities.compress
+    if not offered:
+        raise DanluError(f"{task_spec.name} runs have no compressed variants")
+    for spec in specs:
+        wanted = [spec.format] if spec.format != BASELINE else []
+        wanted += ["prune"] if spec.prune else []
+        missing = [w for w in wanted if w not in offered]
+        if missing:
+            raise DanluError(f"variant '{spec.name}': {task_spec.name} models cannot be made into "
+                             f"{', '.join(missing)} (offered: {', '.join(offered)})")
+        if spec.student and not task_spec.capabilities.student:
+            from danlu import registry
+
+            offered = ", ".join(s.name for s in registry.specs() if s.capabilities.student)
+            raise DanluError(f"variant '{spec.name}': danlu compress builds a distilled student for {offered} "
+                             f"runs, not {task_spec.name}; train a smaller run with a `distill:` section "
+                             "pointing at this one instead")
 
 
 def _feed(task, frame, batch: int, latency_examples: int) -> dict:
@@ -134,7 +157,8 @@ def _student(run: Run, derived, base, frame, batch: int, latency_examples: int, 
     student_run, reused = train_student(run.root, derived, say)
     task, model = load_task(student_run.model_dir)
     feed = _feed(task, frame, batch, latency_examples)
-    return feed, (model, feed["example"], describe(model, derived, count_parameters(base)[0], reused))
+    where = str(student_run.root.relative_to(run.root))
+    return feed, (model, feed["example"], describe(model, derived, count_parameters(base)[0], reused, where))
 
 
 def _recovery_data(task, frames, recipe, steps: int):
@@ -173,7 +197,7 @@ def _build(spec: Spec, run: Run, base, task, recipe, example: dict, root: Path, 
     if spec.student:
         model, example, info = student
         # The student reads its input with its own tokenizer, kept in its run's model folder.
-        fields.update(preprocessing=f"../{STUDENT_RUN}/model", student=info)
+        fields.update(preprocessing=f"../{run.student_run.name}/model", student=info)
     elif spec.prune:
         model, info, recovery = _pruned(spec, base, task, recipe, root, cache, train, steps)
         fields.update(pruning=info, recovery=recovery, sparsity=info["sparsity"])
@@ -184,7 +208,7 @@ def _build(spec: Spec, run: Run, base, task, recipe, example: dict, root: Path, 
             write_manifest(folder, runtime="torch", precision="fp32", weights_dir="../../model",
                            size_bytes=size_of(run.model_dir), **fields)
         elif spec.student and spec.format == "pytorch-fp32":
-            weights = root / STUDENT_RUN / "model"
+            weights = run.student_run / "model"
             write_manifest(folder, runtime="torch", precision="fp32", weights_dir=fields["preprocessing"],
                            size_bytes=size_of(weights), **fields)
         elif spec.format == "pytorch-fp32":
@@ -199,10 +223,10 @@ def _build(spec: Spec, run: Run, base, task, recipe, example: dict, root: Path, 
             save_onnx(cache[key], folder, int8=spec.format == "onnx-int8", inputs=inputs, **fields)
 
 
-def _entry(spec, run, got, logits, reference, split, examples, threads, batch, metric) -> dict:
+def _entry(spec, run, got, logits, reference, split, examples, threads, batch, metric, recipe_spec) -> dict:
     from danlu.run import read_json
 
-    manifest = read_json(variants_dir(run.root) / spec.name / "variant.json")
+    manifest = read_json(run.variant(spec.name) / MANIFEST)
     entry = {
         "name": spec.name, "format": "onnx" if manifest["runtime"] == "onnx" else "pytorch",
         "runtime": manifest["runtime"], "precision": manifest["precision"], "path": f"variants/{spec.name}",
@@ -210,7 +234,7 @@ def _entry(spec, run, got, logits, reference, split, examples, threads, batch, m
         "sparsity": manifest.get("sparsity"), "recovery": manifest.get("recovery"),
         "parameters": manifest.get("parameters"), "nonzero_parameters": manifest.get("nonzero_parameters"),
         "student": manifest.get("student"),
-        "greater_is_better": greater_is_better(metric), "split": split, "examples": examples,
+        "greater_is_better": recipe_spec.higher_is_better(metric), "split": split, "examples": examples,
         "threads": threads, "batch": batch, "size_bytes": manifest["size_bytes"], **got,
         "max_abs_logit_diff": float(np.abs(logits - reference).max()) if logits.shape == reference.shape else None,
         "agreement_with_baseline": (float((logits.argmax(-1) == reference.argmax(-1)).mean())

@@ -162,8 +162,9 @@ def pruned_copy(model, kind: str, amount: float):
 
 def recover(model, task, recipe, train_ds, steps: int, workdir: Path) -> dict:
     """Fine-tune for `steps` optimizer steps with the recipe's train settings; returns a summary."""
-    from danlu.train.engine import fit
+    from danlu.train import fitter
 
+    fit = fitter(task.engine)
     cfg = recipe.train
     warmup = cfg.warmup if cfg.warmup < 1 else float(min(int(cfg.warmup), steps // 10))
     # No evaluation, no early stopping and no checkpoints: a few hundred steps are cheap to redo.
@@ -176,10 +177,12 @@ def recover(model, task, recipe, train_ds, steps: int, workdir: Path) -> dict:
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     result.extra.pop("trainer", None)
-    # Under bf16, accelerate leaves an autocast wrapper on model.forward; exported, it puts bf16 MatMuls
-    # in the ONNX graph, which ONNX Runtime's CPU provider cannot run.
-    from accelerate.utils import extract_model_from_parallel
+    model = result.model
+    if task.engine == "trainer":
+        # Under bf16, accelerate leaves an autocast wrapper on model.forward; exported, it puts bf16 MatMuls
+        # in the ONNX graph, which ONNX Runtime's CPU provider cannot run.
+        from accelerate.utils import extract_model_from_parallel
 
-    model = extract_model_from_parallel(result.model, keep_fp32_wrapper=False)
+        model = extract_model_from_parallel(model, keep_fp32_wrapper=False)
     return {"model": model, "steps": result.steps, "seconds": round(result.seconds, 2),
             "train_loss": result.extra.get("train_loss"), "precision": result.precision}

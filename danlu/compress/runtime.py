@@ -1,4 +1,5 @@
-"""Loading a variant and running it: one `predict_logits(batch) -> np.ndarray` for every format.
+"""Loading a variant: its task and a `Forward` (danlu.inference) for every format, so a variant
+predicts, is measured and is served through the same inference path as the run's own model.
 
 A variant folder holds `variant.json` (the manifest written by `build`) and the files that make
 the network: `model.onnx` (ONNX Runtime), `model.pt` + `config.json` (a dynamically quantized
@@ -11,23 +12,18 @@ for a distilled student, which reads its input with its own tokenizer.
 from __future__ import annotations
 
 import io
-from abc import ABC, abstractmethod
 import warnings
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from danlu.errors import RunError
+from danlu.inference import Forward, OnnxForward, TorchForward
 from danlu.run import Run, read_json
 
 MANIFEST = "variant.json"
 # Files that make the network itself; shared preprocessing (tokenizer, danlu.json) is not counted.
 WEIGHT_SUFFIXES = (".onnx", ".onnx.data", ".safetensors", ".bin", ".pt")
-
-
-def variants_dir(run_dir) -> Path:
-    return Path(run_dir) / "variants"
 
 
 def network_files(folder: Path) -> list[Path]:
@@ -40,28 +36,36 @@ def size_of(folder: Path) -> int:
     return sum(p.stat().st_size for p in network_files(folder))
 
 
-def model_class(config):
-    """The class that rebuilds a saved network from its config (danlu's classic nets or transformers')."""
+def _transformers_class(folder: Path):
+    """(the transformers class config.json names, the config)."""
     import transformers
 
-    from danlu.models import ClassicModel
-
-    if config.model_type == "danlu_classic":
-        return ClassicModel
+    config = transformers.AutoConfig.from_pretrained(folder)
     for name in config.architectures or []:
         if hasattr(transformers, name):
-            return getattr(transformers, name)
+            return getattr(transformers, name), config
     raise RunError(f"cannot tell which model class rebuilds a '{config.model_type}' model "
                    "(config.json has no known `architectures`)")
 
 
+def fresh_model(folder: Path):
+    """A network of the architecture saved in `folder`, with fresh weights (to load a state dict into)."""
+    from danlu.models.classic import ClassicConfig, ClassicModel, is_classic
+
+    if is_classic(folder):
+        return ClassicModel(ClassicConfig.from_dict(read_json(Path(folder) / "config.json")))
+    cls, config = _transformers_class(folder)
+    return cls(config)
+
+
 def load_torch(folder: Path):
-    from transformers import AutoConfig
+    """The network saved in `folder` (danlu's classic nets or any transformers architecture)."""
+    from danlu.models.classic import ClassicModel, is_classic
 
-    import danlu.models  # noqa: F401  (registers the classic nets with AutoConfig)
-
-    config = AutoConfig.from_pretrained(folder)
-    return model_class(config).from_pretrained(folder).eval()
+    if is_classic(folder):
+        return ClassicModel.from_pretrained(folder)
+    cls, _ = _transformers_class(folder)
+    return cls.from_pretrained(folder).eval()
 
 
 def quantize_torch(model):
@@ -77,52 +81,12 @@ def quantize_torch(model):
         return quantize(model.eval(), {torch.nn.Linear}, dtype=torch.qint8)
 
 
-class Variant(ABC):
-    """A loaded variant. `task` encodes raw input (task.encode + task.collate) for predict_logits: the
-    task saved in the variant's `preprocessing` folder."""
+class Variant:
+    """A loaded variant: `forward` runs a collated batch; `task` encodes raw input for it (the task saved
+    in the variant's `preprocessing` folder)."""
 
-    def __init__(self, name: str, manifest: dict, task, folder: Path):
-        self.name, self.manifest, self.task, self.folder = name, manifest, task, folder
-
-    @abstractmethod
-    def predict_logits(self, batch: dict) -> np.ndarray:
-        """Logits for one collated batch."""
-
-
-class TorchVariant(Variant):
-    def __init__(self, name, manifest, task, folder, model):
-        super().__init__(name, manifest, task, folder)
-        self.model = model.eval()
-
-    @torch.inference_mode()
-    def predict_logits(self, batch: dict) -> np.ndarray:
-        inputs = {k: torch.as_tensor(v) for k, v in batch.items() if k != "labels"}
-        return self.model(**inputs).logits.float().numpy()
-
-
-class OnnxVariant(Variant):
-    def __init__(self, name, manifest, task, folder, threads: int | None):
-        import onnxruntime as ort
-
-        super().__init__(name, manifest, task, folder)
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(folder / manifest["file"]), options,
-                                            providers=["CPUExecutionProvider"])
-        # The exporter may drop an input the graph never reads: feed only what the graph declares.
-        self.inputs = {i.name: (np.int64 if "int64" in i.type else np.float32) for i in self.session.get_inputs()}
-
-    def predict_logits(self, batch: dict) -> np.ndarray:
-        feeds = {name: _numpy(batch[name], dtype) for name, dtype in self.inputs.items()}
-        return self.session.run(None, feeds)[0]
-
-
-def _numpy(value, dtype) -> np.ndarray:
-    if isinstance(value, torch.Tensor):
-        value = value.numpy()
-    return np.ascontiguousarray(value, dtype=dtype)
+    def __init__(self, name: str, manifest: dict, task, folder: Path, forward: Forward):
+        self.name, self.manifest, self.task, self.folder, self.forward = name, manifest, task, folder, forward
 
 
 def load_variant(run_dir, name: str, task=None, threads: int | None = None) -> Variant:
@@ -133,9 +97,10 @@ def load_variant(run_dir, name: str, task=None, threads: int | None = None) -> V
     that folder's fp32 model once; it is dropped unless it is the variant).
     `threads`: intra-op threads for ONNX Runtime, and torch.set_num_threads for PyTorch variants.
     """
-    folder = variants_dir(run_dir) / name
+    run = Run(run_dir)
+    folder = run.variant(name)
     if not (folder / MANIFEST).exists():
-        known = sorted(p.name for p in variants_dir(run_dir).glob("*") if (p / MANIFEST).exists())
+        known = sorted(p.name for p in run.variants.glob("*") if (p / MANIFEST).exists())
         raise RunError(f"{run_dir}: no variant '{name}'" + (f"; variants: {', '.join(known)}" if known
                        else "; make them with `danlu compress RUN`"))
     manifest = read_json(folder / MANIFEST)
@@ -144,22 +109,19 @@ def load_variant(run_dir, name: str, task=None, threads: int | None = None) -> V
     if task is None:
         from danlu.tasks import load_task
 
-        if preprocessing == Run(run_dir).model_dir.resolve():
-            Run(run_dir).require_model()
+        if preprocessing == run.model_dir.resolve():
+            run.require_model()
         elif not (preprocessing / "config.json").exists():
             raise RunError(f"{run_dir}: variant '{name}' reads its input with {preprocessing}, which is missing; "
                            "make the variant again with `danlu compress`")
         task, base = load_task(preprocessing)
     weights = (folder / manifest.get("weights_dir", ".")).resolve()
     if manifest["runtime"] == "onnx":
-        return OnnxVariant(name, manifest, task, folder, threads)
+        return Variant(name, manifest, task, folder, OnnxForward(folder / manifest["file"], threads))
     if threads:
         torch.set_num_threads(threads)
     if manifest["runtime"] == "torch-int8":
-        from transformers import AutoConfig
-
-        config = AutoConfig.from_pretrained(weights)
-        model = quantize_torch(model_class(config)(config))
+        model = quantize_torch(fresh_model(weights))
         with warnings.catch_warnings():  # "TypedStorage is deprecated", raised inside torch.load itself
             warnings.simplefilter("ignore")
             state = torch.load(io.BytesIO((folder / manifest["file"]).read_bytes()), weights_only=True)
@@ -168,4 +130,4 @@ def load_variant(run_dir, name: str, task=None, threads: int | None = None) -> V
         model = base
     else:
         model = load_torch(weights)
-    return TorchVariant(name, manifest, task, folder, model)
+    return Variant(name, manifest, task, folder, TorchForward(model))

@@ -1,13 +1,14 @@
 """The distilled student of `danlu compress RUN`: a smaller model trained on the run's soft labels.
 
-The student is a run of its own, trained by danlu.pipeline.train from a recipe derived from the
+The student is a run of its own, trained by danlu.pipeline.train (the stages of `danlu train`) from a recipe derived from the
 run's: the same data, split and training settings, with `model` replaced by a BERT built from
 scratch in the shape of the recipe's `compress.student` section (a `tiny` BERT when the section is
 absent), `distill.teacher` pointing at the run, and no pretrain / joint / transfer / cross-validation.
 It trains its own tokenizer; the teacher's logits are computed with the teacher's own task
 (danlu.train.distill), so a teacher from a pretrained checkpoint teaches as well as one from scratch.
 
-The student's run lives in RUN/variants/student-run. A finished student run of the same derived
+The student's run lives in RUN/variants/student-run (Run.student_run). Which tasks can have one is
+the registry's `student` capability. A finished student run of the same derived
 recipe (same shape, same settings, same teacher path) is reused when compress runs again; a
 different one is replaced; an interrupted one resumes.
 """
@@ -19,8 +20,6 @@ from pathlib import Path
 
 from danlu.errors import DanluError
 
-STUDENT_RUN = "student-run"  # the folder in RUN/variants holding the student's own run
-SUPPORTED_TASKS = ("text-classification",)
 
 
 def student_config(recipe):
@@ -36,10 +35,12 @@ def student_recipe(run_root: Path, recipe):
     from danlu.models import shape_of
     from danlu.recipe import recipe_from_dict
 
-    if recipe.task not in SUPPORTED_TASKS:
-        raise DanluError(f"variant 'student': danlu compress builds a distilled student for "
-                         f"{', '.join(SUPPORTED_TASKS)} runs only, not {recipe.task}; train a smaller run with "
-                         "a `distill:` section pointing at this one instead")
+    if not recipe.spec.capabilities.student:
+        from danlu import registry
+
+        offered = ", ".join(s.name for s in registry.specs() if s.capabilities.student)
+        raise DanluError(f"variant 'student': danlu compress builds a distilled student for {offered} runs, not "
+                         f"{recipe.task}; train a smaller run with a `distill:` section pointing at this one instead")
     cfg = student_config(recipe)
     raw = recipe.model_dump(mode="json", by_alias=True, exclude_none=True)
     for section in ("pretrain", "joint", "transfer", "distill", "compress"):
@@ -69,11 +70,12 @@ def student_recipe(run_root: Path, recipe):
 
 def train_student(run_root: Path, derived, say) -> tuple:
     """(the student's Run, reused): trains the student unless a finished run of `derived` is there."""
-    from danlu.compress.runtime import MANIFEST, variants_dir
+    from danlu.compress.runtime import MANIFEST
     from danlu.pipeline import recipe_hash, train
     from danlu.run import Run, read_json
 
-    out = variants_dir(run_root) / STUDENT_RUN
+    run = Run(run_root)
+    out = run.student_run
     student = Run(out)
     state, digest = student.state(), recipe_hash(derived)
     if state.get("recipe_hash") == digest and state.get("status") == "done" and \
@@ -84,7 +86,7 @@ def train_student(run_root: Path, derived, say) -> tuple:
         say(f"student: replacing {out} (another student shape or settings)")
         shutil.rmtree(out)
     # Variants made from an earlier student would read their input with the new student's tokenizer.
-    for folder in variants_dir(run_root).glob("*"):
+    for folder in run.variants.glob("*"):
         if (folder / MANIFEST).exists() and read_json(folder / MANIFEST).get("student"):
             shutil.rmtree(folder)
     t = derived.train
@@ -93,15 +95,16 @@ def train_student(run_root: Path, derived, say) -> tuple:
     return student, False
 
 
-def describe(model, derived, teacher_parameters: int, reused: bool) -> dict:
-    """The `student` entry of a variant's manifest and of variants.json."""
+def describe(model, derived, teacher_parameters: int, reused: bool, where: str) -> dict:
+    """The `student` entry of a variant's manifest and of variants.json; `where`: the student run's
+    folder relative to the run."""
     from danlu.models import count_parameters
 
     c = model.config
     total, _ = count_parameters(model)
     d, t = derived.distill, derived.train
     return {
-        "run": f"variants/{STUDENT_RUN}", "reused": reused,
+        "run": where, "reused": reused,
         "shape": {"arch": "bert", "layers": c.num_hidden_layers, "embedding": c.hidden_size,
                   "heads": c.num_attention_heads, "feed_forward": c.intermediate_size,
                   "vocab_size": c.vocab_size, "max_length": derived.model.max_length},

@@ -1,12 +1,22 @@
-"""The data stage: read a recipe's data, split it, and check it before anything trains on it."""
+"""The data stage: read a recipe's data, split it, and check it before anything trains on it.
 
-from danlu.data.config import DataConfig, QualityConfig, SplitConfig
-from danlu.data.paths import data_root, resolve_data_path
-from danlu.data.quality import check_quality
-from danlu.data.report import QualityReport, Rule, enforce, save_report
-from danlu.data.splits import Splits, kfold_indices, load_frame, load_splits
+The names below load their module when first used: the recipe schema reads `danlu.data.config`
+when a recipe is validated, which must not pull in pandas and the readers.
+"""
 
-__all__ = [
-    "DataConfig", "QualityConfig", "SplitConfig", "Splits", "load_splits", "load_frame", "kfold_indices",
-    "check_quality", "enforce", "save_report", "QualityReport", "Rule", "resolve_data_path", "data_root",
-]
+import importlib
+
+_WHERE = {
+    "DataConfig": "config", "QualityConfig": "config", "SplitConfig": "config",
+    "data_root": "paths", "resolve_data_path": "paths",
+    "check_quality": "quality",
+    "QualityReport": "report", "Rule": "report", "enforce": "report", "save_report": "report",
+    "Splits": "splits", "kfold_indices": "splits", "load_frame": "splits", "load_splits": "splits",
+}
+__all__ = list(_WHERE)
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module 'danlu.data' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"danlu.data.{_WHERE[name]}"), name)

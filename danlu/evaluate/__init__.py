@@ -1,19 +1,5 @@
-"""Evaluation: metrics for classification and regression, and k-fold summaries."""
+"""Evaluation: metrics per kind of task (metrics.py), their names (names.py), baselines (baselines.py).
 
-from danlu.evaluate.metrics import (
-    MAIN_METRIC,
-    classification_metrics,
-    greater_is_better,
-    regression_metrics,
-    scalar_metrics,
-    summarize_folds,
-)
-
-__all__ = [
-    "MAIN_METRIC",
-    "classification_metrics",
-    "greater_is_better",
-    "regression_metrics",
-    "scalar_metrics",
-    "summarize_folds",
-]
+Kept free of imports: the task specs read names.py when a recipe is validated, before scikit-learn
+is needed.
+"""

@@ -1,10 +1,10 @@
 """`danlu serve`: an HTTP server for a finished run.
 
 Layout (each piece replaceable on its own):
-    runner.py     Runner: a loaded model behind `predict(frame) -> list[dict]` (PyTorch now,
-                  compressed variants through danlu.compress.load_variant)
+    runner.py     TaskRunner: the run's task and a Forward (the PyTorch model, or a compressed
+                  variant through danlu.compress.runtime) behind `predict(frame) -> list[dict]`
     batcher.py    MicroBatcher: groups concurrent requests into one model call
-    schemas.py    request bodies per task, validated by pydantic
+    schemas.py    request and response bodies, from the served task's own schemas
     middleware.py body-size limit and Prometheus request metrics (pure ASGI)
     metrics.py    the Prometheus registry
     app.py        create_app(runner, settings) -> FastAPI; optional route modules plug in here

@@ -28,8 +28,8 @@ from danlu.errors import DanluError
 from danlu.serve.batcher import MicroBatcher, QueueFull, ShuttingDown
 from danlu.serve.metrics import ServeMetrics
 from danlu.serve.middleware import BodyLimitMiddleware, MetricsMiddleware
-from danlu.serve.runner import Runner
-from danlu.serve.schemas import input_kind, request_model, to_rows
+from danlu.serve.runner import TaskRunner
+from danlu.serve.schemas import request_model, response_model
 
 log = logging.getLogger("danlu.serve")
 ROUTE_MODULES = ("danlu.serve.openai_routes",)
@@ -59,14 +59,14 @@ class ServeSettings:
 class ServeContext:
     """What a route module gets: the model, its batcher, settings, metrics and the auth dependency."""
 
-    runner: Runner
+    runner: TaskRunner
     settings: ServeSettings
     batcher: MicroBatcher
     metrics: ServeMetrics
     require_key: Callable
 
 
-def create_app(runner: Runner, settings: Optional[ServeSettings] = None,
+def create_app(runner: TaskRunner, settings: Optional[ServeSettings] = None,
                route_modules: tuple[str, ...] = ROUTE_MODULES) -> FastAPI:
     settings = settings or ServeSettings.from_env()
     info = runner.info
@@ -89,15 +89,17 @@ def create_app(runner: Runner, settings: Optional[ServeSettings] = None,
     require_key = _auth(settings.api_key)
     ctx = ServeContext(runner, settings, batcher, metrics, require_key)
     app.state.ctx = ctx
-    Body = request_model(info, settings.max_queue)
+    task = runner.task
+    Body = request_model(task, settings.max_queue)
+    Answer = response_model(task)
     # Routes sit on the app itself, not an included router: app.routes then lists their paths,
     # which the metrics use as endpoint labels.
     v1 = [Depends(require_key)]
 
-    @app.post("/v1/predict", dependencies=v1, summary=f"predict with {info.name} ({input_kind(info)} inputs)")
+    @app.post("/v1/predict", dependencies=v1, response_model=Answer, summary=f"predict with {info.name}")
     async def predict(body: Body):
         try:
-            predictions = await batcher.submit(to_rows(body))
+            predictions = await batcher.submit(task.rows_from_request(body.inputs))
         except QueueFull:
             metrics.rejected.inc()
             raise HTTPException(503, f"queue full ({settings.max_queue} inputs waiting): retry shortly",
@@ -115,10 +117,7 @@ def create_app(runner: Runner, settings: Optional[ServeSettings] = None,
     @app.get("/v1/models", dependencies=v1)
     async def models():
         card = {"id": info.name, "object": "model", "created": info.created, "owned_by": "danlu",
-                "task": info.task, "kind": info.kind, "labels": info.labels, "variant": info.variant,
-                "input": input_kind(info)}
-        if info.features:
-            card["features"] = info.features
+                **info.card, "variant": info.variant}
         return {"object": "list", "data": [card]}  # the OpenAI list shape, so its clients can read it
 
     @app.get("/healthz")

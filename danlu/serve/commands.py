@@ -21,8 +21,9 @@ def register(app: typer.Typer) -> None:
 
 
 def serve(run: Path = typer.Argument(..., help="a finished run directory"),
-          variant: Optional[str] = typer.Option(None, "--variant", help="serve a compressed variant "
-                                                "(danlu compress) instead of the PyTorch model"),
+          variant: Optional[str] = typer.Option(None, "--variant", help="serve this compressed variant (danlu "
+                                                "compress); default: the one `danlu match` chose, if any, "
+                                                "else the PyTorch model (pytorch-fp32)"),
           host: str = typer.Option("127.0.0.1", "--host", help="address to bind; 0.0.0.0 exposes it to the network"),
           port: int = typer.Option(8000, "--port", min=0, max=65535),
           max_batch: int = typer.Option(32, "--max-batch", min=1, help="most inputs in one model call"),
@@ -67,24 +68,14 @@ def serve(run: Path = typer.Argument(..., help="a finished run directory"),
         # Loaded before binding: a bad run fails here, not on the first request.
         runner = load_runner(run, variant, precision=precision, threads=threads)
         info = runner.info
-        typer.echo(f"serving {info.name} ({info.task}{', variant ' + info.variant if info.variant else ''}) "
+        served = f", variant {info.variant}" if info.variant else ""
+        if info.chosen_by:
+            from danlu.run import Run
+
+            served += f" (chosen by `{info.chosen_by}`: {Run(run).deployment_path})"
+        typer.echo(f"serving {info.name} ({info.task}{served}) "
                    f"on http://{host}:{port}" + (" (API key required)" if settings.api_key else ""), err=True)
         server.serve(create_app(runner, settings), settings)
     except DanluError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
-
-
-def main() -> None:
-    """`python -m danlu.serve RUN ...`, usable before the command is wired into `danlu`."""
-    import logging
-
-    logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
-    app.command()(serve)
-    app(prog_name="danlu serve")
-
-
-if __name__ == "__main__":
-    sys.exit(main())

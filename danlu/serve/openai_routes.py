@@ -1,7 +1,8 @@
-"""OpenAI-compatible text generation for causal-lm runs: POST /v1/completions, POST /v1/chat/completions.
+"""OpenAI-compatible text generation: POST /v1/completions, POST /v1/chat/completions, for runs whose task
+writes text (the registry's `generate` capability: causal-lm).
 
 So that OpenAI's clients (the `openai` package, LangChain, curl scripts) can use a trained language
-model. Sampling is danlu.generate's, as `danlu generate` does it: temperature (0: greedy), top_p,
+model. Sampling is the task's own (`Task.generate`), as `danlu generate` does it: temperature (0: greedy), top_p,
 max_tokens (16 for completions, as OpenAI; 256 for chat), stop (up to 4 strings), seed (the same
 seed gives the same text, streamed or not). `n` must be 1. Other OpenAI fields (logprobs, echo,
 tools, ...) are not supported: a body naming them is a 422, as OpenAI answers unknown fields 400.
@@ -20,8 +21,8 @@ send `"stop": ["\\nuser:"]` to end there.
 `"stream": true` answers as server-sent events: a `data: {chunk}` per piece of text, a last chunk
 with the finish_reason (and one with `usage` if stream_options.include_usage), then `data: [DONE]`.
 
-Only a causal-lm run served by its PyTorch model gets these routes; for any other run (or a
-compressed variant, which has no sampler) they answer 404 saying why.
+Only a run whose task writes text, served by its PyTorch model, gets these routes; for any other run
+(or a compressed variant, which has no sampler) they answer 404 saying why.
 """
 # No `from __future__ import annotations`: FastAPI reads the body types from the signatures.
 
@@ -36,7 +37,6 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
-from danlu.generate import TextStream
 
 log = logging.getLogger("danlu.serve")
 PATHS = ("/v1/completions", "/v1/chat/completions")
@@ -104,28 +104,20 @@ class ChatRequest(_Sampling):
     max_completion_tokens: Optional[int] = Field(None, ge=1, le=MAX_TOKENS)  # the newer name of max_tokens
 
 
-def chat_prompt(tokenizer, messages: list[Message]) -> str:
-    """The prompt the model continues for `messages` (see the module docstring)."""
-    plain = [{"role": m.role, "content": m.text()} for m in messages]
-    if getattr(tokenizer, "chat_template", None):
-        return tokenizer.apply_chat_template(plain, tokenize=False, add_generation_prompt=True)
-    return "".join(f"{m['role']}: {m['content']}\n" for m in plain) + "assistant:"
-
-
 def register(app: FastAPI, ctx) -> None:
     runner, info = ctx.runner, ctx.runner.info
     auth = [Depends(ctx.require_key)]
-    model = getattr(runner, "model", None)
-    tokenizer = getattr(getattr(runner, "task", None), "tokenizer", None)
-    if info.task != "causal-lm" or model is None or tokenizer is None:
-        if info.task == "causal-lm":
+    task, model = runner.task, runner.model
+    writes_text = task.spec.capabilities.generate
+    if not writes_text or model is None:
+        if writes_text:
             served = f" as variant {info.variant}" if info.variant else ""
             why = (f"{info.name} is served{served} without a PyTorch model to sample text from; "
                    "serve the run without --variant to use this endpoint")
             log.warning("%s: /v1/completions and /v1/chat/completions are off", why)
         else:
-            why = (f"{info.name} is a {info.task} model: this endpoint serves causal-lm runs; "
-                   "use POST /v1/predict")
+            why = (f"{info.name} is a {info.task} model, which does not write text: this endpoint serves "
+                   "language models; use POST /v1/predict")
 
         # Registered anyway, so that an OpenAI client pointed at the wrong model says why, not "Not Found".
         async def not_here():
@@ -135,10 +127,10 @@ def register(app: FastAPI, ctx) -> None:
             app.add_api_route(path, not_here, methods=["POST"], dependencies=auth, include_in_schema=False)
         return
 
-    def streams(body: _Sampling, prompts: list[str], max_tokens: int) -> list[TextStream]:
+    def streams(body: _Sampling, prompts: list[str], max_tokens: int) -> list:
         # top_k off: OpenAI's sampling has temperature and top_p only.
-        return [TextStream(model, tokenizer, prompt, max_new_tokens=max_tokens, stop=body.stops(),
-                           temperature=body.temperature, top_k=None, top_p=body.top_p, seed=body.seed)
+        return [task.generate(model, prompt, max_new_tokens=max_tokens, stop=body.stops(),
+                              temperature=body.temperature, top_k=None, top_p=body.top_p, seed=body.seed)
                 for prompt in prompts]
 
     async def answer(body: _Sampling, prompts: list[str], max_tokens: int, chat: bool):
@@ -167,7 +159,7 @@ def register(app: FastAPI, ctx) -> None:
     @app.post("/v1/chat/completions", dependencies=auth, summary=f"OpenAI chat completions with {info.name}")
     async def chat_completions(body: ChatRequest):
         try:
-            prompt = chat_prompt(tokenizer, body.messages)
+            prompt = task.chat_prompt([{"role": m.role, "content": m.text()} for m in body.messages])
         except Exception as exc:  # a chat template that refuses these messages (roles out of order, ...)
             raise HTTPException(422, f"the model's chat template cannot render these messages: {exc}") from None
         max_tokens = body.max_completion_tokens or body.max_tokens or CHAT_MAX_TOKENS
@@ -188,12 +180,12 @@ def _delta(chat: bool, index: int, text: str, finish: Optional[str] = None, role
     return {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}
 
 
-def _usage(runs: list[TextStream]) -> dict:
+def _usage(runs: list) -> dict:
     prompt, completion = sum(r.prompt_tokens for r in runs), sum(len(r.ids) for r in runs)
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
-async def _events(head: dict, runs: list[TextStream], chat: bool, usage: bool):
+async def _events(head: dict, runs: list, chat: bool, usage: bool):
     head = {**head, "object": "chat.completion.chunk" if chat else "text_completion"}
 
     def event(choices: list, **extra) -> str:

@@ -1,180 +1,205 @@
-"""The surface every task module shares.
+"""The contract every task fulfils: the stages call these methods and never ask which task it is.
 
-A task says which columns it needs (`roles`), fits its preprocessing on the training split
-(`setup`), builds the model (`build_model`), turns a DataFrame into examples (`encode`) and
-examples into a batch (`collate`), measures predictions (`metrics`), and turns model outputs
-into JSON (`to_json`). `save`/`load` put the model and everything needed to use it in one
-directory.
+A task is built one way, by the registry (`danlu.tasks.new_task`), whether it is about to be
+trained or loaded: `Task(spec, recipe)`. Then either
+    train: setup(train frame) -> build_model() -> encode -> collate -> the engine -> save(model, dir)
+    load:  load(dir) -> the model, with every fitted piece (labels, tokenizer, scaler) restored
+and in both cases evaluate / to_json / predict / the serve schemas / report sections / baseline.
+
+The optional hooks are declared here with their defaults; a task overrides what it has.
 """
 
 from __future__ import annotations
 
 import json
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-import numpy as np
 import pandas as pd
-import torch
-from torch.utils.data import Dataset
+from pydantic import BaseModel
 
-from danlu.evaluate.metrics import classification_metrics, regression_metrics, scalar_metrics
+from danlu.errors import DanluError
 from danlu.run import atomic_write_json
 
 META_FILE = "danlu.json"
 
 
-class Examples(Dataset):
-    """A list of already-encoded examples (dicts of lists / arrays)."""
+@dataclass
+class Sample:
+    """A task's own tiny synthetic data set (registry `sample`): the frame as the data stage would hand
+    it over (role columns, feature columns), and the recipe keys of a model that learns it in seconds."""
 
-    def __init__(self, items: list[dict]):
-        self.items = items
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, i: int) -> dict:
-        return self.items[i]
+    frame: pd.DataFrame
+    recipe: dict
+    features: list[str] = field(default_factory=list)
+    categorical: list[str] = field(default_factory=list)
 
 
-class LazyExamples(Dataset):
-    """Examples encoded when read (images: decoding all of them up front costs memory)."""
+class Task(ABC):
+    # A transformer (bf16 and compile pay off in the engine) or a small classic net.
+    large_model = False
+    # Variable-length inputs: the engine batches similar lengths together.
+    group_by_length = False
+    # "trainer": transformers.Trainer; "loop": danlu's plain loop (danlu.train.loop), for models the
+    # Trainer's machinery only slows down (its imports alone outweigh a small MLP's whole training).
+    engine = "trainer"
+    # A fast (Rust) tokenizer raises "Already borrowed" when two threads encode at once.
+    encodes_thread_safely = True
+    # The Trainer's evaluation loop gathers every logit of the split; a language model measures its
+    # loss only (no full-vocabulary logits), so it turns this off.
+    metrics_in_trainer = True
 
-    def __init__(self, rows: list, encode_one):
-        self.rows = rows
-        self.encode_one = encode_one
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def __getitem__(self, i: int) -> dict:
-        return self.encode_one(self.rows[i])
-
-
-class Task:
-    name = ""
-    kind = "classification"  # or "regression"
-    roles: tuple[str, ...] = ()
-    input_roles: tuple[str, ...] = ()  # what predict needs (roles without the label)
-    large_model = False  # a transformer: bf16 and compile pay off (see train.engine)
-    group_by_length = False  # variable-length inputs: batch similar lengths together
-
-    def __init__(self, recipe=None):
+    def __init__(self, spec, recipe=None):
+        self.spec = spec
         self.recipe = recipe
-        self.labels: list = []  # class values in id order
-
-    # -- labels ---------------------------------------------------------------
-    def fit_labels(self, values: pd.Series) -> None:
-        if self.kind != "classification":
-            return
-        uniq = pd.unique(values.dropna())
-        self.labels = sorted((_plain(v) for v in uniq), key=lambda v: (isinstance(v, str), v))
-
-    def label_ids(self, values: pd.Series) -> np.ndarray:
-        if self.kind == "regression":
-            return values.astype(np.float32).to_numpy()
-        index = {str(v): i for i, v in enumerate(self.labels)}
-        ids = [index.get(str(_plain(v)), -1) for v in values]
-        unknown = sorted({str(v) for v, i in zip(values, ids) if i < 0})
-        if unknown:
-            from danlu.errors import DataError
-
-            raise DataError(f"labels not seen in training: {', '.join(unknown[:10])}; known labels: "
-                            f"{', '.join(map(str, self.labels))}")
-        return np.asarray(ids, dtype=np.int64)
 
     @property
-    def id2label(self) -> dict[int, str]:
-        return {i: str(v) for i, v in enumerate(self.labels)}
+    def name(self) -> str:
+        return self.spec.name
 
-    # -- evaluation -----------------------------------------------------------
-    def metrics(self, logits: np.ndarray, label_ids: np.ndarray) -> dict:
-        if self.kind == "regression":
-            return regression_metrics(label_ids, logits.reshape(len(logits), -1)[:, 0])
-        probs = softmax(logits)
-        return classification_metrics(label_ids, probs.argmax(-1), [str(v) for v in self.labels], probs=probs)
+    @property
+    def kind(self) -> str:
+        return self.spec.kind
+
+    # -- training ----------------------------------------------------------------------
+    @abstractmethod
+    def setup(self, train: pd.DataFrame, features: list[str] = (), categorical: list[str] = ()) -> None:
+        """Fit what the model reads its input with (labels, tokenizer, scaler) on the training split."""
+
+    @abstractmethod
+    def build_model(self):
+        """The model to train: from the recipe's named size, or its pretrained checkpoint."""
+
+    @abstractmethod
+    def encode(self, frame: pd.DataFrame, train: bool = False):
+        """A Dataset of examples for the rows of `frame`; `train`: the training split (a task may
+        read it differently, e.g. random windows of a corpus)."""
+
+    @abstractmethod
+    def collate(self, items: list[dict]) -> dict:
+        """A batch of tensors for the model's forward."""
+
+    # -- measuring and predicting --------------------------------------------------------
+    @abstractmethod
+    def evaluate(self, forward, dataset) -> dict:
+        """The task's metrics on one encoded split, through `forward` (danlu.inference)."""
+
+    @abstractmethod
+    def metrics(self, outputs, label_ids) -> dict:
+        """The task's metrics from outputs already computed (a compressed variant's)."""
+
+    @abstractmethod
+    def to_json(self, outputs) -> list[dict]:
+        """One JSON object per example, valid against `response_item()`."""
+
+    def predict(self, forward, frame: pd.DataFrame, batch_size: int = 64, lock=None) -> list[dict]:
+        """Predictions for raw rows, through the one inference path."""
+        from danlu.inference import predict_rows
+
+        return predict_rows(self, forward, frame, batch_size, lock=lock)
 
     def trainer_metrics(self, eval_pred) -> dict:
-        """Scalar metrics for Trainer's evaluation loop (early stopping, best model)."""
+        """Scalar metrics for the engine's evaluation loop (early stopping, best model)."""
+        import numpy as np
+
+        from danlu.evaluate.metrics import scalar_metrics
+
         logits, label_ids = eval_pred.predictions, eval_pred.label_ids
         if isinstance(logits, tuple):
             logits = logits[0]
         return scalar_metrics(self.metrics(np.asarray(logits, dtype=np.float32), np.asarray(label_ids)))
 
-    def to_json(self, logits: np.ndarray) -> list[dict]:
-        if self.kind == "regression":
-            return [{"value": float(v)} for v in logits.reshape(len(logits), -1)[:, 0]]
-        probs = softmax(logits)
-        out = []
-        for row in probs:
-            best = int(row.argmax())
-            out.append({
-                "label": self.labels[best],
-                "score": round(float(row[best]), 6),
-                "scores": {str(lab): round(float(p), 6) for lab, p in zip(self.labels, row)},
-            })
-        return out
+    @abstractmethod
+    def baseline(self, frames: dict[str, pd.DataFrame], splits: list[str]) -> dict:
+        """{split: {baseline name: scalar metrics}}: the simplest honest alternatives to the model,
+        fitted on frames["train"] and measured like the model on each of `splits`."""
 
-    # -- saving ---------------------------------------------------------------
-    def meta(self) -> dict:
-        return {"task": self.name, "kind": self.kind, "labels": self.labels}
+    def baseline_names(self) -> dict[str, str]:
+        """baseline name -> what it is, for the report."""
+        return {}
+
+    # -- inputs from outside -------------------------------------------------------------
+    @abstractmethod
+    def frame_from_value(self, value: str) -> pd.DataFrame:
+        """`danlu predict RUN VALUE` where VALUE is not a file of rows: one row to predict."""
+
+    @abstractmethod
+    def request_item(self) -> Any:
+        """The type of one input of POST /v1/predict (pydantic validates the body with it)."""
+
+    @abstractmethod
+    def rows_from_request(self, inputs: list) -> list[dict]:
+        """Validated request inputs -> rows of the frame `predict` reads."""
+
+    @abstractmethod
+    def response_item(self) -> type[BaseModel]:
+        """The schema of one prediction (what to_json returns, what the server answers)."""
+
+    def card(self) -> dict:
+        """What GET /v1/models shows about the model besides its name."""
+        return {"task": self.name, "kind": self.kind}
+
+    # -- reporting -----------------------------------------------------------------------
+    def notes(self) -> list[str]:
+        """What the task chose that the user should know (an inferred input size), for the report."""
+        return []
+
+    def report_sections(self, metrics: dict) -> list:
+        """The task's own report sections [(heading, [blocks])] from metrics.json (danlu.report)."""
+        return []
+
+    def after_training(self, model, frames: dict[str, pd.DataFrame]) -> tuple[dict, list]:
+        """Extra (metrics, report sections) a task makes from the trained model (text samples)."""
+        return {}, []
+
+    # -- hooks of some tasks ---------------------------------------------------------------
+    def pretrain(self, objective: str, train: pd.DataFrame, out: Path, say, callbacks=()) -> dict:
+        """Self-supervised pretraining into out/model (the capability `pretrain` names the objectives)."""
+        raise DanluError(f"{self.name} has no self-supervised pretraining objectives")
+
+    def generate(self, model, prompt: str, **options):
+        """Text continuing `prompt`, in pieces (the capability `generate`)."""
+        raise DanluError(f"a {self.name} run does not write text; generation needs a task that does")
+
+    def chat_prompt(self, messages: list[dict]) -> str:
+        """The prompt the model continues for chat `messages` ({role, content}) (capability `generate`)."""
+        raise DanluError(f"a {self.name} run does not write text, so it cannot chat")
+
+    def export_graph(self, proto):
+        """The ONNX graph `danlu export` writes: the network's, with any preprocessing the task does
+        outside the network put in front of it, so the file needs nothing of danlu."""
+        return proto
+
+    def export_feeds(self, frame: pd.DataFrame) -> dict:
+        """What plain onnxruntime feeds the exported graph for the rows of `frame`."""
+        dataset = self.encode(frame)
+        batch = self.collate([dataset[i] for i in range(len(dataset))])
+        batch.pop("labels", None)
+        return {k: v.numpy() if hasattr(v, "numpy") else v for k, v in batch.items()}
+
+    # -- saving --------------------------------------------------------------------------
+    @abstractmethod
+    def save(self, model, out_dir: Path) -> None:
+        """The model and everything needed to use it, in one folder (Hugging Face layout)."""
+
+    @abstractmethod
+    def load(self, model_dir: Path):
+        """The saved model, with this task's fitted state restored from `model_dir`."""
 
     def save_meta(self, out_dir: Path, **extra) -> None:
-        atomic_write_json(out_dir / META_FILE, {**self.meta(), **extra})
-
-    @staticmethod
-    def read_meta(model_dir: Path) -> dict:
-        return json.loads((Path(model_dir) / META_FILE).read_text())
+        atomic_write_json(Path(out_dir) / META_FILE, {"task": self.name, "kind": self.kind, **extra})
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
-
-
-def _plain(value):
-    """numpy scalars to Python ones, so labels survive JSON and compare across splits."""
-    if hasattr(value, "item"):
-        value = value.item()
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
-
-
-@torch.no_grad()
-def predict_logits(model, dataset, collate, batch_size: int = 64,
-                   bf16: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
-    """Logits (and labels when the examples carry them) for a whole dataset, in order.
-
-    Token sequences are batched shortest first, so a batch pads to its own length rather than to
-    the longest sentence of a random 64 (SST-2: 1 to 60 tokens), then put back in dataset order.
-    `bf16`: under bf16 autocast, for figures that need no fp32 precision (a teacher's soft labels).
-    """
-    model.eval()
-    device = next(model.parameters()).device
-    order = _by_length(dataset)
-    source = torch.utils.data.Subset(dataset, order) if order is not None else dataset
-    loader = torch.utils.data.DataLoader(source, batch_size=batch_size, shuffle=False, collate_fn=collate)
-    logits, labels = [], []
-    for batch in loader:
-        batch = {k: v.to(device) if hasattr(v, "to") else v for k, v in batch.items()}
-        y = batch.pop("labels", None)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            logits.append(model(**batch).logits.float().cpu().numpy())
-        if y is not None:
-            labels.append(y.cpu().numpy())
-    if not logits:
-        return np.zeros((0, 1), dtype=np.float32), None
-    logits_, labels_ = np.concatenate(logits), (np.concatenate(labels) if labels else None)
-    if order is not None:
-        back = np.empty_like(order)
-        back[order] = np.arange(len(order))
-        logits_, labels_ = logits_[back], (labels_[back] if labels_ is not None else None)
-    return logits_, labels_
-
-
-def _by_length(dataset) -> np.ndarray | None:
-    items = getattr(dataset, "items", None)
-    if not items or "input_ids" not in items[0]:
-        return None
-    return np.argsort([len(item["input_ids"]) for item in items], kind="stable")
+def read_meta(model_dir: Path) -> dict:
+    path = Path(model_dir) / META_FILE
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DanluError(f"{model_dir}: no {META_FILE}; not a model saved by danlu") from None
+    except (OSError, ValueError) as exc:
+        raise DanluError(f"{path}: cannot be read ({exc})") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("task"), str):
+        raise DanluError(f"{path}: does not name the model's task")
+    return meta

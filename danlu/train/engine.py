@@ -5,19 +5,16 @@ schedules with warmup, gradient accumulation, bf16 autocast, torch.compile, earl
 evaluation loops. What we add, in a small subclass:
 - the five optimizers by name, with no weight decay on biases and norms (`create_optimizer`);
 - an L1 penalty and class weights in the loss (`compute_loss`);
-- oversampling of rare classes (`_get_train_sampler`);
+- length-bucketed batches and oversampling of rare classes (`get_train_dataloader`, Trainer's public hook);
 - choosing bf16 / compile when the recipe says `auto`;
 - resuming from the newest *complete* checkpoint of an interrupted run.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import shutil
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -28,50 +25,12 @@ from transformers import EarlyStoppingCallback, Trainer, TrainingArguments
 from transformers.trainer_callback import PrinterCallback, ProgressCallback, TrainerCallback
 
 from danlu.run import atomic_write_json
+from danlu.train.fitting import (FitResult, choose_compile, choose_precision, hardware_has_bf16,  # noqa: F401
+                                 latest_complete_checkpoint, make_optimizer)
 
 log = logging.getLogger("danlu")
 
 SCHEDULES = {"constant": "constant_with_warmup", "linear": "linear", "cosine": "cosine"}
-
-
-@dataclass
-class FitResult:
-    model: nn.Module
-    history: list[dict]
-    seconds: float
-    steps: int
-    epochs: float
-    precision: str
-    compiled: bool
-    resumed_from: str | None = None
-    extra: dict = field(default_factory=dict)
-
-
-def hardware_has_bf16() -> bool:
-    if torch.cuda.is_available():
-        return torch.cuda.is_bf16_supported()
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    # Native bf16 dot products on the CPU; without them autocast emulates and runs slower.
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def choose_precision(setting: str, large_model: bool) -> str:
-    if setting != "auto":
-        return setting
-    # Small classic nets gain nothing from bf16 on a CPU and lose a little accuracy.
-    return "bf16" if large_model and hardware_has_bf16() else "fp32"
-
-
-def choose_compile(setting, large_model: bool, planned_steps: int) -> bool:
-    if setting != "auto":
-        return bool(setting)
-    # Compiling costs a minute up front. On a 2-core CPU, MiniLM on SST-2 ran no faster compiled
-    # (variable sequence lengths keep the compiled graphs dynamic; benchmarks/RESULTS.md), so auto
-    # compiles only on a GPU, for a transformer and a run long enough to repay it.
-    return torch.cuda.is_available() and large_model and planned_steps >= 1000
 
 
 class LengthBucketSampler(torch.utils.data.Sampler):
@@ -128,27 +87,10 @@ class DanluTrainer(Trainer):
         if self.optimizer is not None:
             return self.optimizer
         opt_model = self.model if model is None else model
-        decay = set(self.get_decay_parameter_names(opt_model))
-        # Frozen parameters stay in the optimizer (they get no gradient, so no update): gradual
-        # unfreezing can then switch them on without a new optimizer.
-        params = list(opt_model.named_parameters())
-        groups = [
-            {"params": [p for n, p in params if n in decay], "weight_decay": self.args.weight_decay},
-            {"params": [p for n, p in params if n not in decay], "weight_decay": 0.0},
-        ]
-        lr = self.args.learning_rate
-        betas = (self.args.adam_beta1, self.args.adam_beta2)
-        name = self.optimizer_name
-        if name == "sgd":
-            self.optimizer = torch.optim.SGD(groups, lr=lr)
-        elif name == "momentum":
-            self.optimizer = torch.optim.SGD(groups, lr=lr, momentum=self.momentum, nesterov=False)
-        elif name == "adagrad":
-            self.optimizer = torch.optim.Adagrad(groups, lr=lr)
-        elif name == "adam":  # classic Adam: weight decay is an L2 term in the gradient
-            self.optimizer = torch.optim.Adam(groups, lr=lr, betas=betas)
-        else:
-            self.optimizer = torch.optim.AdamW(groups, lr=lr, betas=betas)
+        self.optimizer = make_optimizer(opt_model, self.optimizer_name, self.args.learning_rate,
+                                        self.args.weight_decay, self.momentum,
+                                        (self.args.adam_beta1, self.args.adam_beta2),
+                                        decay=self.get_decay_parameter_names(opt_model))
         return self.optimizer
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -168,18 +110,30 @@ class DanluTrainer(Trainer):
             loss = loss + self.l1 * penalty
         return (loss, outputs) if return_outputs else loss
 
-    def _get_train_sampler(self, train_dataset=None):
-        dataset = train_dataset if train_dataset is not None else self.train_dataset
-        if self.sample_weights is None and self.group_by_length:
+    def get_train_dataloader(self):
+        """Trainer's public hook for the training data: danlu's own sampler where the recipe needs one
+        (batches of similar length, oversampling), else Trainer's loader unchanged."""
+        sampler = self._danlu_sampler()
+        if sampler is None:
+            return super().get_train_dataloader()
+        args = self.args
+        loader = torch.utils.data.DataLoader(
+            self.train_dataset, batch_size=args.per_device_train_batch_size, sampler=sampler,
+            collate_fn=self.data_collator, num_workers=args.dataloader_num_workers,
+            pin_memory=args.dataloader_pin_memory, drop_last=args.dataloader_drop_last)
+        return self.accelerator.prepare(loader)
+
+    def _danlu_sampler(self):
+        dataset = self.train_dataset
+        if self.sample_weights is not None:
+            generator = torch.Generator().manual_seed(self.args.seed)
+            return torch.utils.data.WeightedRandomSampler(
+                torch.as_tensor(self.sample_weights, dtype=torch.double), num_samples=len(self.sample_weights),
+                replacement=True, generator=generator)
+        if self.group_by_length:
             lengths = [len(dataset[i]["input_ids"]) for i in range(len(dataset))]
             return LengthBucketSampler(lengths, self.args.per_device_train_batch_size, self.args.seed)
-        if self.sample_weights is None:
-            return super()._get_train_sampler(train_dataset)
-        generator = torch.Generator().manual_seed(self.args.seed)
-        return torch.utils.data.WeightedRandomSampler(
-            torch.as_tensor(self.sample_weights, dtype=torch.double), num_samples=len(self.sample_weights),
-            replacement=True, generator=generator,
-        )
+        return None
 
 
 class QuietProgress(ProgressCallback):
@@ -202,29 +156,6 @@ class HistoryCallback(TrainerCallback):
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         atomic_write_json(self.path, state.log_history)
-
-
-def latest_complete_checkpoint(folder: Path) -> str | None:
-    """The newest checkpoint-N whose trainer state was fully written; half-written ones are removed.
-
-    Trainer writes trainer_state.json after the weights and optimizer, and deletes old checkpoints
-    only after that, so a parsable state file marks a checkpoint that can be resumed.
-    """
-    if not folder.is_dir():
-        return None
-    found = sorted(
-        (p for p in folder.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
-        key=lambda p: int(p.name.split("-")[-1]),
-        reverse=True,
-    )
-    for ckpt in found:
-        try:
-            json.loads((ckpt / "trainer_state.json").read_text())
-            return str(ckpt)
-        except (OSError, ValueError):
-            log.warning("removing incomplete checkpoint %s", ckpt)
-            shutil.rmtree(ckpt, ignore_errors=True)
-    return None
 
 
 def _training_arguments(cfg, out_dir: Path, has_eval: bool, precision: str, compiled: bool,

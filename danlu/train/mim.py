@@ -91,7 +91,7 @@ def pretrain_mim(model, task, images: list, train_cfg, out_dir: Path, mask_prob:
     """Train a ViTForMaskedImageModeling on `images`, encoded by `task` (an ImageClassification set
     up on the training split); save it with the task's processor to out_dir/model. 5% of the
     images (at least one) measure the held-out reconstruction loss (L1 on masked pixels)."""
-    from danlu.tasks.base import LazyExamples
+    from danlu.train.examples import LazyExamples
     from danlu.train.engine import fit
 
     rows = [(image, None) for image in images]

@@ -21,7 +21,7 @@ from transformers.modeling_outputs import MaskedLMOutput, SequenceClassifierOutp
 
 from danlu.errors import DanluError
 from danlu.run import save_atomically
-from danlu.tasks.base import Examples
+from danlu.train.examples import Examples
 
 
 def pack_blocks(tokenizer, texts: list[str], block_size: int) -> Examples:
@@ -135,3 +135,30 @@ class JointModel(nn.Module):
         scores = nn.functional.linear(self.mlm_transform(hidden), embeddings, self.mlm_bias)  # (B, T, V)
         mlm_loss = nn.functional.cross_entropy(scores.flatten(0, 1).float(), mlm_labels.flatten(), ignore_index=-100)
         return SequenceClassifierOutput(loss=self.w_fin * out.loss + self.w_pre * mlm_loss, logits=out.logits)
+
+
+def pretrain_settings(recipe):
+    """The training settings for pretraining: the recipe's `train:` with pretrain's own budget."""
+    cfg = recipe.pretrain
+    update = {"epochs": cfg.epochs, "max_steps": cfg.max_steps, "early_stopping": None}
+    for key in ("lr", "batch_size", "warmup"):
+        if getattr(cfg, key) is not None:
+            update[key] = getattr(cfg, key)
+    return recipe.train.model_copy(update=update)
+
+
+def corpus_tokenizer(recipe, vocab_texts: list[str], out: Path, train_tokenizer):
+    """The pretrained model's tokenizer; from scratch, one trained on the corpus and saved first,
+    so that a resumed pretraining reads its checkpoints with the very same vocabulary."""
+    from transformers import AutoTokenizer
+
+    from danlu.models import load_pretrained, resolve_pretrained
+
+    if recipe.model.from_:
+        return load_pretrained(AutoTokenizer, resolve_pretrained(recipe.model.from_, recipe.base_dir))
+    saved = out / "tokenizer"
+    if (saved / "tokenizer_config.json").exists():
+        return AutoTokenizer.from_pretrained(saved)
+    tokenizer = train_tokenizer(vocab_texts)
+    save_atomically(saved, tokenizer.save_pretrained)
+    return tokenizer

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from danlu.compress.build import parse_variants
-from danlu.compress.measure import batches_of
+from danlu.inference import batches as batches_of
 from danlu.compress.runtime import load_variant
 from danlu.errors import DanluError
 from danlu.tasks import load_task
@@ -58,7 +58,7 @@ def test_onnx_fp32_matches_pytorch_and_int8_stays_close(text_compressed, iris_co
         for batch in batches[:3]:  # padded batches of different lengths: the dynamic axes at work
             with torch.no_grad():
                 expected = model(**batch).logits.numpy()
-            np.testing.assert_allclose(onnx32.predict_logits(batch), expected, atol=1e-4)
+            np.testing.assert_allclose(onnx32.forward(batch), expected, atol=1e-4)
     run, figures = text_compressed
     by_name = {v["name"]: v for v in figures}
     assert by_name["onnx-fp32"]["max_abs_logit_diff"] < 1e-4
@@ -78,7 +78,7 @@ def test_structured_pruning_removes_feed_forward_neurons(text_compressed):
     run, figures = text_compressed
     entry = {v["name"]: v for v in figures}["prune-structured-0.3"]
     variant = load_variant(run, "prune-structured-0.3")
-    assert variant.model.config.intermediate_size == round(512 * 0.7)
+    assert variant.forward.model.config.intermediate_size == round(512 * 0.7)
     assert entry["sparsity"] == pytest.approx(0.3, abs=1 / 512)
     assert entry["recovery"]["steps"] == 3
     assert entry["parameters"] < {v["name"]: v for v in figures}["pytorch-fp32"]["parameters"]
@@ -87,7 +87,7 @@ def test_structured_pruning_removes_feed_forward_neurons(text_compressed):
 def test_magnitude_pruning_reaches_the_sparsity(iris_compressed):
     run, figures = iris_compressed
     entry = {v["name"]: v for v in figures}["prune-magnitude-0.5"]
-    model = load_variant(run, "prune-magnitude-0.5").model
+    model = load_variant(run, "prune-magnitude-0.5").forward.model
     hidden = model.body[0].weight  # the output layer is not pruned
     assert entry["sparsity"] == pytest.approx(0.5, abs=0.01)
     assert float((hidden == 0).float().mean()) == pytest.approx(0.5, abs=0.01)

@@ -8,7 +8,9 @@ import pytest
 from danlu.compress.build import DEFAULT_VARIANTS, default_variants, parse_variants
 from danlu.compress.pipeline import compress_run
 from danlu.compress.runtime import load_variant
-from danlu.compress.student import STUDENT_RUN, student_recipe
+from danlu.compress.student import student_recipe
+
+STUDENT_RUN = "student-run"  # Run.student_run's folder name
 from danlu.errors import DanluError, RecipeError
 from danlu.recipe import load_recipe, recipe_from_dict
 from danlu.run import Run
@@ -71,8 +73,8 @@ def test_a_student_variant_reads_input_with_its_own_tokenizer(teacher, student_f
         data = variant.task.encode(frame)
         batch = variant.task.collate([data[i] for i in range(len(data))])
         batch.pop("labels")
-        assert variant.predict_logits(batch).shape == (4, 2)
-    assert load_variant(teacher, "student").model.config.hidden_size == 32
+        assert variant.forward(batch).shape == (4, 2)
+    assert load_variant(teacher, "student").forward.model.config.hidden_size == 32
 
 
 def test_a_finished_student_is_not_trained_again(teacher, student_figures, tmp_path):
@@ -126,7 +128,7 @@ def test_student_recipe_is_derived_from_the_run(text_run, teacher):
 
 
 def test_unsupported_task_is_one_clear_message(iris_run):
-    with pytest.raises(DanluError, match="distilled student for text-classification runs only, not "
+    with pytest.raises(DanluError, match="distilled student for text-classification runs, not "
                                          "tabular-classification"):
         compress_run(iris_run, ["student+onnx-int8"])
     assert not (iris_run / "variants" / STUDENT_RUN).exists()

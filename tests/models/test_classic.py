@@ -1,5 +1,7 @@
+import json
+
 import torch
-from transformers import AutoModel
+from safetensors.torch import load_file
 
 from danlu.models import ClassicConfig, ClassicModel, resolve_pretrained, shape_of
 from danlu.recipe import ModelConfig
@@ -12,9 +14,13 @@ def test_mlp_saves_and_loads_with_the_same_outputs(tmp_path):
     before = model(pixel_values=x).logits
     model.save_pretrained(tmp_path)
     assert (tmp_path / "model.safetensors").exists()
-    loaded = AutoModel.from_pretrained(tmp_path)
+    loaded = ClassicModel.from_pretrained(tmp_path)
     assert isinstance(loaded, ClassicModel)
     assert torch.allclose(before, loaded(pixel_values=x).logits)
+    # The folder is plain data: a JSON config and safetensors weights, readable without danlu.
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["model_type"] == "danlu_classic" and config["hidden"] == [16]
+    assert set(load_file(str(tmp_path / "model.safetensors"))) == set(model.state_dict())
 
 
 def test_cnn_shapes_and_loss():

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from danlu.generate import generate
+from danlu.predict import generate_text as generate
 from danlu.pipeline import train
 from danlu.recipe import load_recipe
 

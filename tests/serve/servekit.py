@@ -6,7 +6,10 @@ from contextlib import asynccontextmanager
 
 import httpx
 
-from danlu.serve.runner import ModelInfo, Runner
+from danlu.inference import Forward
+from danlu.serve.runner import ModelInfo, TaskRunner
+from danlu.tasks import new_task
+from danlu.tasks.tabular.preprocess import Preprocessing
 
 
 @asynccontextmanager
@@ -22,11 +25,30 @@ def run(coro):
     return asyncio.run(coro)
 
 
-class StubRunner(Runner):
-    """Answers every row after `delay` seconds and remembers each batch's size."""
+class _NoModel(Forward):
+    def __call__(self, batch):
+        raise AssertionError("the stub runner predicts without a model")
 
-    def __init__(self, delay: float = 0.0, task: str = "text-classification", features=(), fail_on=None):
-        self.info = ModelInfo(name="stub", task=task, labels=["neg", "pos"], features=list(features))
+
+def stub_task(name: str, numeric=(), categorical=()):
+    """A real task of `name`, fitted by hand: two labels, or a table's preprocessing."""
+    task = new_task(name)
+    if task.spec.has_classes:
+        task.labels = ["neg", "pos"]
+    if numeric or categorical:
+        task.preprocessing = Preprocessing(list(numeric), [0.0] * len(numeric), [1.0] * len(numeric),
+                                           list(categorical), [["x"]] * len(categorical), ["x"] * len(categorical))
+    return task
+
+
+class StubRunner(TaskRunner):
+    """A real task's request schema, but answers every row after `delay` seconds and remembers each
+    batch's size."""
+
+    def __init__(self, delay: float = 0.0, task: str = "text-classification", features=(), categorical=(),
+                 fail_on=None):
+        made = stub_task(task, features, categorical)
+        super().__init__(made, _NoModel(), ModelInfo(name="stub", task=task, card=made.card()))
         self.delay, self.fail_on, self.batches = delay, fail_on, []
 
     def predict(self, frame):

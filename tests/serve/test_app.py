@@ -157,7 +157,7 @@ def test_invalid_bodies_get_422_naming_the_field():
     async def go():
         text = create_app(StubRunner(), ServeSettings(max_queue=4))
         images = create_app(StubRunner(task="image-classification"), ServeSettings())
-        table = create_app(StubRunner(task="tabular-classification", features=["age", "job type"]), ServeSettings())
+        table = create_app(StubRunner(task="tabular-classification", features=["age"], categorical=["job type"]), ServeSettings())
         out = {}
         async with client_for(text) as client:
             out["number"] = await client.post("/v1/predict", json={"inputs": ["ok", 3]})
@@ -185,7 +185,7 @@ def test_invalid_bodies_get_422_naming_the_field():
     assert locs["feature"][0] == ["body", "inputs", 0, "job type"]
     assert all(loc[:4] == ["body", "inputs", 1, "job type"] for loc in locs["feature"][1:])
     assert out["image_ok"].status_code == 200
-    assert out["row_ok"].json()["predictions"][0]["row"] == {"age": "41", "job type": "A173"}
+    assert out["row_ok"].json()["predictions"][0]["row"] == {"age": "41.0", "job type": "A173"}
 
 
 def test_a_full_queue_answers_503_at_once():

@@ -119,17 +119,19 @@ def test_callers_that_gave_up_are_skipped():
     assert asyncio.run(go()) == [[1], [3]]
 
 
-def test_length_groups_cover_every_row_and_bound_padding():
+def test_length_groups_cover_every_row_bound_padding_and_batch_size():
     import random
 
-    from danlu.serve.runner import MIN_GROUP, PAD_SLACK, length_groups
+    from danlu.inference import MIN_GROUP, PAD_SLACK, groups
 
     random.seed(0)
     lengths = [random.randint(3, 60) for _ in range(64)]
-    groups = length_groups([{"input_ids": [0] * n} for n in lengths])
-    assert sorted(i for g in groups for i in g) == list(range(64))
-    assert len(groups) > 1
-    for g in groups:
+    found = groups([{"input_ids": [0] * n} for n in lengths], batch_size=len(lengths))
+    assert sorted(i for g in found for i in g) == list(range(64))
+    assert len(found) > 1
+    for g in found:
         padded = len(g) * -(-max(lengths[i] for i in g) // 8) * 8
-        assert len(g) <= MIN_GROUP or padded <= PAD_SLACK * sum(lengths[i] for i in g)
-    assert length_groups([{"pixel_values": 1}] * 3) == [[0, 1, 2]]  # fixed-size inputs: one call
+        assert len(g) <= MIN_GROUP or padded <= PAD_SLACK * sum(-(-lengths[i] // 8) * 8 for i in g)
+    assert groups([{"pixel_values": 1}] * 3, batch_size=8) == [[0, 1, 2]]  # fixed-size inputs: one call
+    assert groups([{"pixel_values": 1}] * 5, batch_size=2) == [[0, 1], [2, 3], [4]]
+    assert max(len(g) for g in groups([{"input_ids": [0] * 5}] * 40, batch_size=16)) == 16

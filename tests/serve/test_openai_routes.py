@@ -13,7 +13,7 @@ import uvicorn
 from openai import AuthenticationError, OpenAI
 
 from danlu.serve.app import ServeSettings, create_app
-from danlu.serve.openai_routes import Message, chat_prompt
+from danlu.serve.openai_routes import Message
 from danlu.serve.runner import load_runner
 from servekit import StubRunner, client_for, run
 
@@ -260,11 +260,12 @@ def test_chat_prompt_uses_the_tokenizers_template_else_role_lines(runner):
     messages = [Message(role="system", content="be brief"),
                 Message(role="user", content=[{"type": "text", "text": "the "}, {"type": "text", "text": "dog"}])]
     tokenizer = runner.task.tokenizer
+    plain = [{"role": m.role, "content": m.text()} for m in messages]
     assert tokenizer.chat_template is None
-    assert chat_prompt(tokenizer, messages) == "system: be brief\nuser: the dog\nassistant:"
+    assert runner.task.chat_prompt(plain) == "system: be brief\nuser: the dog\nassistant:"
     tokenizer.chat_template = ("{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}"
                                "{% if add_generation_prompt %}<assistant>{% endif %}")
     try:
-        assert chat_prompt(tokenizer, messages) == "<system>be brief<user>the dog<assistant>"
+        assert runner.task.chat_prompt(plain) == "<system>be brief<user>the dog<assistant>"
     finally:
         tokenizer.chat_template = None

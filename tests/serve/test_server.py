@@ -8,7 +8,6 @@ import sys
 import textwrap
 import threading
 import time
-import types
 from pathlib import Path
 
 import httpx
@@ -17,7 +16,7 @@ import typer
 from typer.testing import CliRunner
 
 from danlu.serve import commands
-from servekit import StubRunner, client_for, run
+from servekit import client_for, run
 
 REPO = Path(__file__).resolve().parents[2]
 cli = typer.Typer()
@@ -67,28 +66,6 @@ def test_options_reach_the_server_and_the_app_serves(text_run, monkeypatch):
     assert reply.status_code == 200 and len(reply.json()["predictions"]) == 2
 
 
-def test_variant_without_danlu_compress_is_a_clear_error(text_run, monkeypatch):
-    monkeypatch.setitem(sys.modules, "danlu.compress", None)  # as if the module did not exist
-    result, text = invoke("serve", text_run, "--variant", "int8")
-    assert result.exit_code == 1 and "--variant int8" in text and "danlu.compress" in text
-
-
-def test_variant_loads_through_danlu_compress(text_run, monkeypatch):
-    from danlu.serve.runner import load_runner
-
-    asked = []
-    stub = StubRunner()
-    fake = types.ModuleType("danlu.compress")
-    fake.load_variant = lambda run_dir, name: asked.append((Path(run_dir), name)) or stub
-    monkeypatch.setitem(sys.modules, "danlu.compress", fake)
-    runner = load_runner(text_run, "int8")
-    assert asked == [(text_run, "int8")]
-    assert runner.info.variant == "int8" and runner.info.name == "reviews"
-    import pandas as pd
-
-    assert runner.predict(pd.DataFrame({"text": ["a"]}))[0]["label"] == "pos"
-
-
 # -- a real process -----------------------------------------------------------------------
 
 def free_port() -> int:
@@ -126,80 +103,83 @@ def stop(proc: subprocess.Popen) -> int:
             proc.kill()
 
 
-# The real command (`python -m danlu.serve` does the same), with each model call slowed so that
-# requests are still in flight when SIGTERM arrives.
-SLOW_SERVER = """
-    import sys, time
+# The real command, with each model call held at a gate: the call announces itself with a file and
+# waits for the test to create `release`, so requests are certainly in flight when SIGTERM arrives,
+# however slow the machine.
+GATED_SERVER = """
+    import sys
+    import time
+    from pathlib import Path
+
     import danlu.serve.runner as runners
 
-    class Slow:
+    gate = Path(sys.argv.pop(1))
+
+    class Gated:
         def __init__(self, inner):
-            self.inner, self.info = inner, inner.info
+            self.inner, self.info, self.task, self.forward = inner, inner.info, inner.task, inner.forward
+            self.model = inner.model
         def predict(self, frame):
-            time.sleep(0.4)
+            (gate / f"entered-{time.monotonic_ns()}-{len(frame)}").write_text("")
+            while not (gate / "release").exists():  # a bounded wait: the test releases it or fails
+                time.sleep(0.01)
             return self.inner.predict(frame)
 
     real = runners.load_runner
-    runners.load_runner = lambda *args, **kwargs: Slow(real(*args, **kwargs))
-    from danlu.serve.commands import main
+    runners.load_runner = lambda *args, **kwargs: Gated(real(*args, **kwargs))
+    from danlu.cli import main
+    sys.argv = ["danlu", "serve", *sys.argv[1:]]
     main()
 """
 
 
+def wait_for(condition, what: str, timeout: float = 60):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} did not happen in {timeout:.0f} s")
+        time.sleep(0.01)
+
+
+def refuses(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
 def test_sigterm_lets_in_flight_requests_finish_then_exits_0(text_run, tmp_path):
-    script = tmp_path / "slow_server.py"
-    script.write_text(textwrap.dedent(SLOW_SERVER))
+    script, gate = tmp_path / "gated_server.py", tmp_path / "gate"
+    script.write_text(textwrap.dedent(GATED_SERVER))
+    gate.mkdir()
     port = free_port()
-    proc = start([script, text_run, "--port", port, "--max-batch", 2, "--max-wait-ms", 0, "--no-access-log"],
-                 tmp_path, port)
+    proc = start([script, gate, text_run, "--port", port, "--max-batch", 2, "--max-wait-ms", 0,
+                  "--no-access-log"], tmp_path, port)
     url = f"http://127.0.0.1:{port}/v1/predict"
     replies = [None] * 6
 
     def send(i):
         try:
-            replies[i] = httpx.post(url, json={"inputs": f"i loved it {i}"}, timeout=30)
+            replies[i] = httpx.post(url, json={"inputs": f"i loved it {i}"}, timeout=120)
         except httpx.HTTPError as exc:
             replies[i] = exc
 
     threads = [threading.Thread(target=send, args=(i,)) for i in range(6)]
     for t in threads:
         t.start()
-    time.sleep(0.3)  # all six are in: 3-4 model calls of 0.4 s still to go
+    def held() -> int:  # inputs held at the gate, plus inputs queued behind it
+        entered = sum(int(p.name.rsplit("-", 1)[1]) for p in gate.glob("entered-*"))
+        return entered + httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5).json().get("queue", 0)
+
+    wait_for(lambda: held() == 6, "all six requests inside the server")
     proc.send_signal(signal.SIGTERM)
-    time.sleep(0.3)
-    with pytest.raises(httpx.ConnectError):  # no longer accepting, while still draining
-        httpx.post(url, json={"inputs": "late"}, timeout=5)
-    assert any(r is None for r in replies), "requests finished before SIGTERM: nothing was tested"
+    wait_for(lambda: refuses(port), "refusing new connections while draining")
+    assert all(r is None for r in replies)  # held at the gate: all six are still in flight
+    (gate / "release").write_text("")
     for t in threads:
-        t.join(timeout=30)
+        t.join(timeout=120)
     assert [getattr(r, "status_code", r) for r in replies] == [200] * 6
     assert all(len(r.json()["predictions"]) == 1 for r in replies)
     assert stop(proc) == 0
     assert "serving reviews (text-classification) on http://127.0.0.1" in (tmp_path / f"server-{port}.log").read_text()
-
-
-def test_variant_with_predict_logits_runs_through_the_runs_task(text_run, monkeypatch):
-    import numpy as np
-    import pandas as pd
-
-    from danlu.serve.runner import load_runner
-    from danlu.tasks import load_task
-
-    task, _ = load_task(text_run / "model")
-    batches = []
-
-    class Variant:  # danlu.compress's shape: .task and predict_logits(batch) -> logits
-        def __init__(self):
-            self.task = task
-
-        def predict_logits(self, batch):
-            batches.append(batch["input_ids"].shape)
-            return np.tile([[0.0, 1.0]], (batch["input_ids"].shape[0], 1))
-
-    fake = types.ModuleType("danlu.compress")
-    fake.load_variant = lambda run_dir, name, threads=None: Variant()
-    monkeypatch.setitem(sys.modules, "danlu.compress", fake)
-    runner = load_runner(text_run, "onnx-int8")
-    preds = runner.predict(pd.DataFrame({"text": ["i loved it", "truly awful"]}))
-    assert [p["label"] for p in preds] == ["pos", "pos"] and runner.info.variant == "onnx-int8"
-    assert batches and batches[0][1] % 8 == 0  # the run's own collate padded the batch

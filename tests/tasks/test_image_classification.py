@@ -8,8 +8,8 @@ from PIL import Image
 from transformers import AutoImageProcessor, AutoModelForImageClassification
 
 from danlu.recipe import recipe_from_dict
-from danlu.tasks import load_task, predict_logits
-from danlu.tasks.image_classification import ImageClassification
+from danlu.inference import TorchForward, outputs
+from danlu.tasks import load_task, make_task
 
 from imagekit import colour_squares
 
@@ -23,7 +23,7 @@ def make(arch, extra=None):
     recipe = recipe_from_dict({"name": "t", "task": "image-classification", "data": {"source": "builtin:iris"},
                                "model": {"arch": arch, "size": "tiny", "layers": 1, "channels": [8],
                                          "hidden": [16], **(extra or {})}})
-    return ImageClassification(recipe)
+    return make_task(recipe)
 
 
 def train(task, frame, steps=30, lr=1e-2):
@@ -49,11 +49,11 @@ def test_each_architecture_learns_colours_and_reloads(arch, images, tmp_path):
     task.setup(images)
     assert task.size == 16 and len(task.mean) == 3
     model = train(task, images, lr=1e-3 if arch == "vit" else 1e-2)
-    logits, labels = predict_logits(model, task.encode(images), task.collate)
+    logits, labels = outputs(task, TorchForward(model), task.encode(images))
     assert task.metrics(logits, labels)["accuracy"] > 0.9
     task.save(model, tmp_path)
     again, reloaded = load_task(tmp_path)
-    logits2, _ = predict_logits(reloaded, again.encode(images), again.collate)
+    logits2, _ = outputs(again, TorchForward(reloaded), again.encode(images))
     assert np.allclose(logits, logits2, atol=1e-4)
     if arch == "vit":  # a transformers model: loads with no danlu code
         proc = AutoImageProcessor.from_pretrained(tmp_path)
@@ -80,5 +80,5 @@ def test_fine_tuning_from_a_saved_vit_directory(images, tmp_path):
     assert child.arch == "pretrained" and child.processor is not None
     model = child.build_model()
     assert type(model).__name__ == "ViTForImageClassification"
-    logits, _ = predict_logits(model, child.encode(images.head(4)), child.collate)
+    logits, _ = outputs(child, TorchForward(model), child.encode(images.head(4)))
     assert logits.shape == (4, 3)

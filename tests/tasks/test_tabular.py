@@ -4,13 +4,13 @@ import numpy as np
 import pandas as pd
 
 from danlu.recipe import recipe_from_dict
-from danlu.tasks.tabular import TabularTask
+from danlu.tasks import make_task
 
 
 def task():
     recipe = recipe_from_dict({"name": "t", "task": "tabular-classification",
                                "data": {"source": "builtin:breast_cancer"}, "model": {"hidden": [4]}})
-    return TabularTask(recipe)
+    return make_task(recipe)
 
 
 def test_standardisation_and_imputation_use_train_statistics_only():

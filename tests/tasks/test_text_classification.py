@@ -6,8 +6,8 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from danlu.recipe import recipe_from_dict
-from danlu.tasks import load_task, predict_logits
-from danlu.tasks.text_classification import TextClassification
+from danlu.inference import TorchForward, outputs
+from danlu.tasks import load_task, make_task
 
 GOOD = ["a wonderful film", "great acting and a great story", "i loved it", "truly wonderful", "great fun"]
 BAD = ["a terrible film", "awful acting and a dull story", "i hated it", "truly awful", "dull and boring"]
@@ -24,7 +24,7 @@ def task():
         "model": {"arch": "bert", "size": "tiny", "layers": 1, "max_length": 16},
         "tokenizer": {"vocab_size": 200, "min_frequency": 1},
     })
-    return TextClassification(recipe)
+    return make_task(recipe)
 
 
 def test_encode_keeps_labels_and_truncates():
@@ -52,7 +52,7 @@ def test_tiny_bert_learns_and_reloads_with_plain_transformers(tmp_path):
             loss.backward()
             opt.step()
             opt.zero_grad()
-    logits, labels = predict_logits(model, ds, t.collate)
+    logits, labels = outputs(t, TorchForward(model), ds)
     assert t.metrics(logits, labels)["accuracy"] == 1.0
 
     t.save(model, tmp_path)
@@ -63,13 +63,12 @@ def test_tiny_bert_learns_and_reloads_with_plain_transformers(tmp_path):
     assert plain(**enc).logits.argmax(-1).item() == 1
 
     again, reloaded = load_task(tmp_path)
-    out = again.to_json(predict_logits(reloaded, again.encode(pd.DataFrame({"text": ["truly awful"]})),
-                                       again.collate)[0])
+    out = again.predict(TorchForward(reloaded), pd.DataFrame({"text": ["truly awful"]}))
     assert out[0]["label"] == "neg" and set(out[0]["scores"]) == {"neg", "pos"}
     assert np.isclose(sum(out[0]["scores"].values()), 1.0, atol=1e-4)
 
 
-def test_predict_logits_batches_by_length_but_keeps_dataset_order():
+def test_outputs_batch_by_length_but_keep_dataset_order():
     torch.manual_seed(0)
     t = task()
     t.setup(frame())
@@ -77,7 +76,7 @@ def test_predict_logits_batches_by_length_but_keeps_dataset_order():
     rows = pd.DataFrame({"text": ["great", "a terrible film with awful acting and a dull story", "i loved it"] * 5,
                          "label": ["pos", "neg", "pos"] * 5})
     ds = t.encode(rows)
-    logits, labels = predict_logits(model, ds, t.collate, batch_size=4)
-    one_by_one = np.concatenate([predict_logits(model, type(ds)([item]), t.collate)[0] for item in ds.items])
+    logits, labels = outputs(t, TorchForward(model), ds, batch_size=4)
+    one_by_one = np.concatenate([outputs(t, TorchForward(model), type(ds)([item]))[0] for item in ds.items])
     assert np.allclose(logits, one_by_one, atol=1e-5)
     assert labels.tolist() == t.label_ids(rows["label"]).tolist()

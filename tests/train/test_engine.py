@@ -10,7 +10,7 @@ from transformers import TrainerCallback
 
 from danlu.models import ClassicConfig, ClassicModel
 from danlu.recipe import EarlyStoppingConfig, TrainConfig
-from danlu.tasks.base import Examples
+from danlu.train.examples import Examples
 from danlu.train.engine import choose_compile, choose_precision, fit, latest_complete_checkpoint
 
 

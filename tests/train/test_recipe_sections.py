@@ -70,19 +70,19 @@ class _StopAt(TrainerCallback):
 
 
 def test_a_killed_pretraining_resumes_from_its_checkpoint(tmp_path, data, monkeypatch):
-    from danlu.train import pretrain_stage as stage
+    from danlu.pipeline import pretrain as stage
 
     r = recipe(tmp_path, data, pretrain={"objective": "mlm", "max_steps": 12, "block_size": 16},
                train={"epochs": 1, "batch_size": 16, "progress": False, "precision": "fp32",
                       "checkpoint_every": 4, "keep_checkpoints": 5})
     real = stage.pretrain_stage
-    monkeypatch.setattr("danlu.pipeline.pretrain_stage",
+    monkeypatch.setattr("danlu.pipeline.stages.pretrain_stage",
                         lambda *a, **k: real(*a, callbacks=[_StopAt(6)], **k))
     with pytest.raises(KeyboardInterrupt):
         train(r, tmp_path / "run")
     checkpoints = sorted(p.name for p in (tmp_path / "run" / "pretrain" / "checkpoints").glob("checkpoint-*"))
     assert checkpoints == ["checkpoint-4"] and not (tmp_path / "run" / "pretrain" / "model").exists()
-    monkeypatch.setattr("danlu.pipeline.pretrain_stage", real)
+    monkeypatch.setattr("danlu.pipeline.stages.pretrain_stage", real)
     messages = []
     train(r, tmp_path / "run", on_stage=messages.append)
     history = json.loads((tmp_path / "run" / "pretrain" / "history.json").read_text())
@@ -173,7 +173,7 @@ def test_distilled_student_learns_from_a_teacher_run(tmp_path, data):
 
 
 def test_augmented_texts_are_perturbed_copies():
-    from danlu.train.distill import augment_texts
+    from danlu.pipeline.distill import augment_texts
 
     texts = ["a wonderful film with a great cast", "dull"]
     out = augment_texts(texts, copies=3, seed=0)

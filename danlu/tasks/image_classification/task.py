@@ -24,9 +24,14 @@ except ImportError:  # pragma: no cover - older transformers
 
 from danlu.errors import DataError
 from danlu.models import ClassicConfig, ClassicModel, resolve_pretrained, shape_of
-from danlu.tasks.base import LazyExamples, Task
+from danlu.tasks.base import Task, read_meta
+from danlu.tasks.classifier import Classifier
+from danlu.train.examples import LazyExamples
 
 STATS_SAMPLE = 2000  # images used to estimate the per-channel mean and std
+SIZE_SAMPLE = 200  # images whose sides choose the input size when the recipe gives none
+SIZE_RANGE = (8, 256)  # an inferred side outside this is clamped (a 1x1 or 6000x6000 outlier must not decide)
+BASELINE_SIDE = 16  # the linear baseline reads the images at this side
 
 
 def open_image(value, mode: str, size: int) -> Image.Image:
@@ -51,15 +56,12 @@ def _as_pil(value) -> Image.Image:
     return Image.fromarray(np.asarray(value))
 
 
-class ImageClassification(Task):
-    name = "image-classification"
-    roles = ("image", "label")
-    input_roles = ("image",)
-
-    def __init__(self, recipe=None):
-        super().__init__(recipe)
+class ImageClassification(Classifier, Task):
+    def __init__(self, spec, recipe=None):
+        super().__init__(spec, recipe)
         self.arch = (recipe.model.arch or "cnn") if recipe else "cnn"
         self.mode, self.size = "RGB", 32
+        self.size_source = ""
         self.processor = None
         self.mean: list[float] = []
         self.std: list[float] = []
@@ -68,7 +70,11 @@ class ImageClassification(Task):
     def large_model(self) -> bool:
         return self.arch in ("vit", "pretrained")
 
-    def setup(self, train: pd.DataFrame, features=None, categorical=None) -> None:
+    @property
+    def engine(self) -> str:
+        return "trainer" if self.large_model else "loop"
+
+    def setup(self, train: pd.DataFrame, features=(), categorical=()) -> None:
         self.fit_labels(train["label"])
         cfg = self.recipe.model
         if cfg.from_:
@@ -77,7 +83,7 @@ class ImageClassification(Task):
             return
         sample = [open_image(v, "RGB", 8) for v in train["image"].head(50)]
         grey = all(_is_grey(img) for img in sample)
-        self.size = cfg.image_size or max(_as_pil(train["image"].iloc[0]).size)
+        self.size, self.size_source = _input_side(cfg.image_size, train["image"])
         # ViT keeps three channels so that pretrained processors and checkpoints fit it later.
         self.mode = "L" if grey and self.arch != "vit" else "RGB"
         pixels = np.stack([self._pixels(v) for v in train["image"].head(STATS_SAMPLE)])  # (N, C, H, W)
@@ -93,8 +99,7 @@ class ImageClassification(Task):
 
     def build_model(self):
         cfg = self.recipe.model
-        labels = dict(num_labels=len(self.labels), id2label=self.id2label,
-                      label2id={v: k for k, v in self.id2label.items()})
+        labels = self.head_labels()
         if self.arch == "pretrained":
             return AutoModelForImageClassification.from_pretrained(
                 resolve_pretrained(cfg.from_, self.recipe.base_dir), ignore_mismatched_sizes=True, **labels)
@@ -135,31 +140,89 @@ class ImageClassification(Task):
             item["labels"] = label
         return item
 
-    def encode(self, frame: pd.DataFrame) -> LazyExamples:
+    def encode(self, frame: pd.DataFrame, train: bool = False) -> LazyExamples:
         y = self.label_ids(frame["label"]) if "label" in frame.columns else [None] * len(frame)
         return LazyExamples(list(zip(frame["image"].tolist(), y)), self.encode_one)
 
-    def collate(self, batch: list[dict]) -> dict:
-        out = {"pixel_values": torch.as_tensor(np.stack([b["pixel_values"] for b in batch]))}
-        if "labels" in batch[0]:
-            out["labels"] = torch.as_tensor(np.asarray([b["labels"] for b in batch], dtype=np.int64))
+    def collate(self, items: list[dict]) -> dict:
+        out = {"pixel_values": torch.as_tensor(np.stack([b["pixel_values"] for b in items]))}
+        if "labels" in items[0]:
+            out["labels"] = torch.as_tensor(np.asarray([b["labels"] for b in items], dtype=np.int64))
         return out
 
+    # -- baseline: logistic regression on the pixels of a small copy of each image -------------
+    def baseline_features(self, train: pd.DataFrame, frames: dict[str, pd.DataFrame]):
+        mode = "L" if self.mode == "L" else "RGB"
+
+        def pixels(frame: pd.DataFrame) -> np.ndarray:
+            return np.stack([np.asarray(open_image(v, mode, BASELINE_SIDE), dtype=np.float32).reshape(-1) / 255.0
+                             for v in frame["image"]])
+
+        return pixels(train), {s: pixels(f) for s, f in frames.items()}
+
+    def baseline_names(self) -> dict[str, str]:
+        return {"majority": "always the most frequent training class",
+                "linear": f"logistic regression on the pixels at {BASELINE_SIDE}x{BASELINE_SIDE}"}
+
+    # -- pretraining -----------------------------------------------------------------------
+    def pretrain(self, objective: str, train: pd.DataFrame, out: Path, say, callbacks=()) -> dict:
+        from danlu.tasks.image_classification.pretrain import pretrain_mim_stage
+
+        return pretrain_mim_stage(self, train, out, say, callbacks)
+
+    # -- inputs from outside -------------------------------------------------------------
+    def frame_from_value(self, value: str) -> pd.DataFrame:
+        if not Path(value).is_file():
+            raise DataError(f"{value}: no such image file")
+        return pd.DataFrame({"image": [value]})
+
+    def request_item(self):
+        from danlu.tasks.image_classification.request import ImageInput
+
+        return ImageInput
+
+    def rows_from_request(self, inputs: list) -> list[dict]:
+        return [{"image": {"bytes": value.image}} for value in inputs]  # _as_pil reads this form
+
+    def card(self) -> dict:
+        return {**super().card(), "input": "image"}
+
+    def notes(self) -> list[str]:
+        return [f"images are read at {self.size}x{self.size}: {self.size_source}"] if self.size_source else []
+
+    # -- saving --------------------------------------------------------------------------
     def save(self, model, out_dir: Path) -> None:
         model.save_pretrained(out_dir)
         if self.processor is not None:
             self.processor.save_pretrained(out_dir)
-        self.save_meta(out_dir, arch=self.arch, mode=self.mode, size=self.size)
+        self.save_meta(out_dir, labels=self.labels, arch=self.arch, mode=self.mode, size=self.size)
 
-    @classmethod
-    def load(cls, model_dir: Path):
-        meta = cls.read_meta(model_dir)
-        task = cls()
-        task.labels, task.arch, task.mode, task.size = meta["labels"], meta["arch"], meta["mode"], meta["size"]
-        if task.arch in ("vit", "pretrained"):
-            task.processor = AutoImageProcessor.from_pretrained(model_dir)
-            return task, AutoModelForImageClassification.from_pretrained(model_dir)
-        return task, ClassicModel.from_pretrained(model_dir)
+    def load(self, model_dir: Path):
+        meta = read_meta(model_dir)
+        self.labels, self.arch, self.mode, self.size = meta["labels"], meta["arch"], meta["mode"], meta["size"]
+        if self.arch in ("vit", "pretrained"):
+            self.processor = AutoImageProcessor.from_pretrained(model_dir)
+            return AutoModelForImageClassification.from_pretrained(model_dir)
+        return ClassicModel.from_pretrained(model_dir)
+
+
+def _input_side(given: int | None, images: pd.Series) -> tuple[int, str]:
+    """The side images are resized to, and why: the recipe's model.image_size, else the median longer
+    side of a sample of training images, clamped to SIZE_RANGE."""
+    if given:
+        return given, "model.image_size"
+    sides = []
+    for value in images.head(SIZE_SAMPLE):
+        try:
+            sides.append(max(_as_pil(value).size))
+        except Exception:  # noqa: BLE001 - an unreadable image is the quality gate's to report
+            continue
+    if not sides:
+        raise DataError("no training image could be read to choose the input size; set model.image_size")
+    median = int(np.median(sides))
+    side = int(min(max(median, SIZE_RANGE[0]), SIZE_RANGE[1]))
+    clamped = "" if side == median else f", clamped to {SIZE_RANGE[0]}-{SIZE_RANGE[1]}"
+    return side, f"the median longer side of {len(sides)} training images ({median}px{clamped})"
 
 
 def _is_grey(img: Image.Image) -> bool:

@@ -1,8 +1,7 @@
-"""Text from a causal-lm run: sampling with temperature / top-k / top-p, streamed as it comes.
+"""Text from a causal language model: sampling with temperature / top-k / top-p, streamed as it comes.
 
-`generate(run_dir, prompt, ...)` yields pieces of text; the CLI prints them. `TextStream` is the
-same stream for a model already loaded, with stop strings and what a server reports (token counts,
-why it ended): danlu.serve.openai_routes sends it as events. Sampling goes through
+`TextStream` yields pieces of text for a loaded model, with stop strings and what a server reports
+(token counts, why it ended): `danlu generate` prints it, danlu.serve.openai_routes sends it as events. Sampling goes through
 `model.generate`. A model only knows its trained number of positions (nanoGPT's 64 for the
 Shakespeare recipe), so a longer text is written in steps, each starting again from the last
 positions' worth of context: the sliding window nanoGPT's sampler uses, moved a few tokens at a time.
@@ -10,58 +9,17 @@ positions' worth of context: the sliding window nanoGPT's sampler uses, moved a 
 
 from __future__ import annotations
 
-import functools
 import re
 import threading
 from collections import Counter
-from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
 import torch
-from transformers import (AutoModelForCausalLM, AutoTokenizer, StoppingCriteria, StoppingCriteriaList,
-                          TextIteratorStreamer)
-
-from danlu.errors import DanluError
-from danlu.run import Run
-from danlu.tasks.base import Task
+from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
 # Where a line of verse ends: line breaks and Chinese or Western sentence punctuation.
 LINE_BREAKS = re.compile(r"[\n，。！？；：、,.!?;:]")
 _LOCK = threading.Lock()  # the seed is global to torch: one seeded generation at a time
-
-
-def generate(run_dir: str | Path, prompt: str = "", max_new_tokens: int = 200, temperature: float = 0.8,
-             top_k: int | None = 50, top_p: float | None = 0.95, seed: int | None = 0,
-             stream: bool = True) -> Iterator[str]:
-    """The continuation of `prompt` (not the prompt itself), in pieces as they are sampled
-    (stream=True) or as one string. An empty prompt starts a new document."""
-    tokenizer, model = load_model(str(_model_dir(run_dir)))
-    options = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
-    if not stream:
-        yield tokenizer.decode(sample_ids(model, tokenizer, prompt, **options), skip_special_tokens=True)
-        return
-    yield from TextStream(model, tokenizer, prompt, **options)
-
-
-@functools.lru_cache(maxsize=4)
-def load_model(model_dir: str):
-    """(tokenizer, model) of a saved causal LM, loaded once per process."""
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir)
-    return tokenizer, model.eval()
-
-
-def _model_dir(run_dir: str | Path) -> Path:
-    path = Path(run_dir)
-    if (path / "config.json").exists() and not (path / "model").exists():
-        model_dir = path  # a model folder, a run's or any Hugging Face causal LM
-    else:
-        model_dir = Run(path).require_model()
-    meta = model_dir / "danlu.json"
-    task = Task.read_meta(model_dir).get("task") if meta.exists() else "causal-lm"
-    if task != "causal-lm":
-        raise DanluError(f"{run_dir} is a {task} run; generate needs a causal-lm run")
-    return model_dir
 
 
 def prompt_ids(tokenizer, prompt: str) -> list[int]:

@@ -1,35 +1,38 @@
 """Text classification: a string -> a class.
 
-From scratch, a WordPiece/BPE tokenizer is trained on the training text and a BERT-style
-encoder of a named size is built from a config; from a pretrained directory (or a run, or a
-packaged model) the tokenizer and weights are loaded and a new classification head is added.
-The saved model loads with AutoModelForSequenceClassification.from_pretrained.
+From scratch, a tokenizer (WordPiece, BPE, characters or byte-level BPE) is trained on the training
+text and a BERT-style encoder of a named size is built from a config; from a pretrained directory (or
+a run, or a packaged model) the tokenizer and weights are loaded and a new classification head is
+added. The saved model loads with AutoModelForSequenceClassification.from_pretrained.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
-import numpy as np
 import pandas as pd
+from pydantic import Field
 from transformers import (AutoModelForSequenceClassification, AutoTokenizer, BertConfig,
                           BertForSequenceClassification, DataCollatorWithPadding)
 
 from danlu.errors import DanluError
 from danlu.models import load_pretrained, resolve_pretrained, shape_of
-from danlu.tasks.base import Examples, Task
+from danlu.tasks.base import Task
+from danlu.tasks.classifier import Classifier
+from danlu.train.examples import Examples
 from danlu.train.tokenizer import train_tokenizer
 
+MAX_TEXT_CHARS = 100_000  # one input of a request; longer texts are cut to max_length tokens anyway
 
-class TextClassification(Task):
-    name = "text-classification"
-    roles = ("text", "label")
-    input_roles = ("text",)
+
+class TextClassification(Classifier, Task):
     large_model = True
     group_by_length = True
+    encodes_thread_safely = False
 
-    def __init__(self, recipe=None):
-        super().__init__(recipe)
+    def __init__(self, spec, recipe=None):
+        super().__init__(spec, recipe)
         self.tokenizer = None
         self.max_length = recipe.model.max_length if recipe else 128
         self._collator = None
@@ -38,7 +41,7 @@ class TextClassification(Task):
         cfg = self.recipe.model
         return resolve_pretrained(cfg.from_, self.recipe.base_dir) if cfg.from_ else None
 
-    def setup(self, train: pd.DataFrame, features=None, categorical=None) -> None:
+    def setup(self, train: pd.DataFrame, features=(), categorical=()) -> None:
         self.fit_labels(train["label"])
         path = self.pretrained_path()
         if path:
@@ -51,8 +54,6 @@ class TextClassification(Task):
 
     def build_model(self):
         cfg = self.recipe.model
-        labels = dict(num_labels=len(self.labels), id2label=self.id2label,
-                      label2id={v: k for k, v in self.id2label.items()})
         path = self.pretrained_path()
         if path:
             extra = {}
@@ -60,8 +61,8 @@ class TextClassification(Task):
                 extra = dict(hidden_dropout_prob=cfg.dropout, attention_probs_dropout_prob=cfg.dropout)
             # The checkpoint's own head (if any) has other classes: a new one is initialised.
             return load_pretrained(AutoModelForSequenceClassification, path, ignore_mismatched_sizes=True,
-                                   **labels, **extra)
-        return BertForSequenceClassification(self.bert_config(**labels))
+                                   **self.head_labels(), **extra)
+        return BertForSequenceClassification(self.bert_config(**self.head_labels()))
 
     def bert_config(self, positions: int | None = None, **extra) -> BertConfig:
         """The encoder's shape from the recipe (named size + overrides), for the trained tokenizer;
@@ -79,7 +80,7 @@ class TextClassification(Task):
             **extra,
         )
 
-    def encode(self, frame: pd.DataFrame) -> Examples:
+    def encode(self, frame: pd.DataFrame, train: bool = False) -> Examples:
         enc = self.tokenizer(frame["text"].astype(str).tolist(), truncation=True, max_length=self.max_length)
         y = self.label_ids(frame["label"]) if "label" in frame.columns else None
         items = []
@@ -92,29 +93,51 @@ class TextClassification(Task):
             items.append(item)
         return Examples(items)
 
-    def collate(self, batch: list[dict]) -> dict:
+    def collate(self, items: list[dict]) -> dict:
         if self._collator is None:
             # Padding to a multiple of 8 keeps the number of distinct shapes small (compiled kernels).
             self._collator = DataCollatorWithPadding(self.tokenizer, pad_to_multiple_of=8, return_tensors="pt")
-        return self._collator(batch)
+        return self._collator(items)
 
-    def tokens_in(self, dataset: Examples) -> int:
-        return int(sum(len(item["input_ids"]) for item in dataset.items))
+    # -- baseline: TF-IDF over character n-grams, which works for words and for Chinese alike ----------
+    def baseline_features(self, train: pd.DataFrame, frames: dict[str, pd.DataFrame]):
+        from sklearn.feature_extraction.text import TfidfVectorizer
 
+        vectorizer = TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 4), min_df=2, sublinear_tf=True,
+                                     max_features=200_000, lowercase=True)
+        x_train = vectorizer.fit_transform(train["text"].astype(str))
+        return x_train, {s: vectorizer.transform(f["text"].astype(str)) for s, f in frames.items()}
+
+    def baseline_names(self) -> dict[str, str]:
+        return {"majority": "always the most frequent training class",
+                "linear": "logistic regression on TF-IDF character 1-4-grams"}
+
+    # -- pretraining -----------------------------------------------------------------------
+    def pretrain(self, objective: str, train: pd.DataFrame, out: Path, say, callbacks=()) -> dict:
+        from danlu.tasks.text_classification.pretrain import pretrain_mlm_stage
+
+        return pretrain_mlm_stage(self, train, out, say, callbacks)
+
+    # -- inputs from outside -------------------------------------------------------------
+    def frame_from_value(self, value: str) -> pd.DataFrame:
+        return pd.DataFrame({"text": [value]})
+
+    def request_item(self):
+        return Annotated[str, Field(max_length=MAX_TEXT_CHARS)]
+
+    def rows_from_request(self, inputs: list) -> list[dict]:
+        return [{"text": value} for value in inputs]
+
+    # -- saving --------------------------------------------------------------------------
     def save(self, model, out_dir: Path) -> None:
         model.save_pretrained(out_dir)
         self.tokenizer.save_pretrained(out_dir)
-        self.save_meta(out_dir, max_length=self.max_length)
+        self.save_meta(out_dir, labels=self.labels, max_length=self.max_length)
 
-    @classmethod
-    def load(cls, model_dir: Path):
-        meta = cls.read_meta(model_dir)
-        task = cls()
-        task.labels, task.max_length = meta["labels"], meta.get("max_length", 128)
-        task.tokenizer = AutoTokenizer.from_pretrained(model_dir)
-        return task, AutoModelForSequenceClassification.from_pretrained(model_dir)
+    def load(self, model_dir: Path):
+        from danlu.tasks.base import read_meta
 
-
-
-def token_lengths(dataset: Examples) -> np.ndarray:
-    return np.asarray([len(item["input_ids"]) for item in dataset.items])
+        meta = read_meta(model_dir)
+        self.labels, self.max_length = meta["labels"], meta.get("max_length", 128)
+        self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        return AutoModelForSequenceClassification.from_pretrained(model_dir)

@@ -20,10 +20,20 @@ import torch
 from torch.utils.data import Dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2Config, GPT2LMHeadModel
 
+from typing import Annotated
+
+from pydantic import BaseModel, Field
+
 from danlu.errors import DanluError, DataError
 from danlu.models import load_pretrained, resolve_pretrained, shape_of
-from danlu.tasks.base import Task
+from danlu.tasks.base import Task, read_meta
 from danlu.train.tokenizer import train_tokenizer
+
+MAX_PROMPT_CHARS = 100_000
+
+
+class TextPrediction(BaseModel):
+    text: str  # the continuation of the prompt (not the prompt itself)
 
 
 class TokenWindows(Dataset):
@@ -68,25 +78,22 @@ class TokenBlocks(Dataset):
 
 
 class CausalLM(Task):
-    name = "causal-lm"
-    kind = "language-model"
-    roles = ("text",)
-    input_roles = ("text",)
     large_model = True
-    # Trainer evaluates the loss only: no full-vocabulary logits are gathered for the whole split.
-    trainer_metrics = None
+    encodes_thread_safely = False
+    metrics_in_trainer = False  # the Trainer evaluates the loss only, no full-vocabulary logits per split
 
-    def __init__(self, recipe=None):
-        super().__init__(recipe)
+    def __init__(self, spec, recipe=None):
+        super().__init__(spec, recipe)
         self.tokenizer = None
         self.block = recipe.model.max_length if recipe else 128
         self.seed = recipe.train.seed if recipe else 0
+        self.sampling = recipe.generate.model_dump() if recipe else {}
 
     def pretrained_path(self) -> str | None:
         cfg = self.recipe.model
         return resolve_pretrained(cfg.from_, self.recipe.base_dir) if cfg.from_ else None
 
-    def setup(self, train: pd.DataFrame, features=None, categorical=None) -> None:
+    def setup(self, train: pd.DataFrame, features=(), categorical=()) -> None:
         texts = train["text"].astype(str).tolist()
         if not any(t.strip() for t in texts):
             raise DataError("the training corpus has no text")
@@ -112,8 +119,6 @@ class CausalLM(Task):
             if limit and self.block > limit:
                 raise DanluError(f"model.max_length: {self.block} is longer than the {limit} positions of '{path}'")
             return model
-        if (cfg.arch or "gpt") != "gpt":
-            raise DanluError(f"model.arch: causal-lm builds 'gpt' decoders, not '{cfg.arch}'")
         shape = shape_of(cfg.model_copy(update={"arch": "gpt"}))
         eos = self.tokenizer.eos_token_id
         config = GPT2Config(
@@ -132,7 +137,7 @@ class CausalLM(Task):
         # slower than in fp32 (Shakespeare model: 18 of a step's 41 ms), while bf16 matmuls are fast:
         # with bf16 training on a CPU the attention is computed by plain matmuls, 24 ms per step
         # (benchmarks/RESULTS.md). A saved model loads with the default attention again.
-        from danlu.train.engine import choose_precision  # the engine's own choice, made the same way
+        from danlu.train.fitting import choose_precision  # the engine's own choice, made the same way
 
         return not torch.cuda.is_available() and choose_precision(self.recipe.train.precision, True) == "bf16"
 
@@ -149,21 +154,21 @@ class CausalLM(Task):
             ids.extend(doc)
         return np.asarray(ids, dtype=np.int64)
 
-    def encode(self, frame: pd.DataFrame) -> TokenBlocks:
-        return TokenBlocks(self.token_ids(frame), self.block)
-
-    def encode_train(self, frame: pd.DataFrame) -> TokenWindows:
+    def encode(self, frame: pd.DataFrame, train: bool = False):
+        """Fixed blocks that score every token once; the training split: random windows."""
         ids = self.token_ids(frame)
+        if not train:
+            return TokenBlocks(ids, self.block)
         if len(ids) <= self.block:
             raise DataError(f"the training text is {len(ids):,} tokens long; a training window needs more than "
                             f"model.max_length = {self.block}: give more text or lower model.max_length")
         return TokenWindows(ids, self.block, self.seed)
 
-    def collate(self, batch: list[dict]) -> dict:
-        lengths = [len(item["input_ids"]) for item in batch]
+    def collate(self, items: list[dict]) -> dict:
+        lengths = [len(item["input_ids"]) for item in items]
         width = max(lengths)
-        ids = torch.full((len(batch), width), self.tokenizer.eos_token_id, dtype=torch.long)
-        for row, item in enumerate(batch):
+        ids = torch.full((len(items), width), self.tokenizer.eos_token_id, dtype=torch.long)
+        for row, item in enumerate(items):
             ids[row, :lengths[row]] = torch.as_tensor(item["input_ids"])
         if min(lengths) == width:  # full blocks: no mask, so attention runs its plain causal path
             return {"input_ids": ids, "labels": ids.clone()}
@@ -172,13 +177,13 @@ class CausalLM(Task):
 
     # -- evaluation -------------------------------------------------------------
     @torch.no_grad()
-    def evaluate(self, model, dataset: TokenBlocks, batch_size: int = 32) -> dict:
+    def evaluate(self, forward, dataset: TokenBlocks, batch_size: int = 32) -> dict:
         """Mean loss per predicted token over the whole split, one batch of logits at a time."""
-        model.eval()
+        model = forward.model.eval()
         device = next(model.parameters()).device
-        loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=self.collate)
         total, count = 0.0, 0
-        for batch in loader:
+        for start in range(0, len(dataset), batch_size):
+            batch = self.collate([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
             batch = {k: v.to(device) for k, v in batch.items()}
             n = int((batch["labels"][:, 1:] != -100).sum())
             total += float(model(**batch).loss.float()) * n
@@ -188,23 +193,88 @@ class CausalLM(Task):
         loss = total / count
         return {"loss": loss, "perplexity": math.exp(min(loss, 700.0)), "n": count}
 
-    def metrics(self, logits, label_ids) -> dict:
-        raise DanluError("causal-lm runs are measured with task.evaluate (loss and perplexity)")
+    def metrics(self, outputs, label_ids) -> dict:
+        raise DanluError("a causal-lm run is measured by its loss per token (task.evaluate), not from logits")
 
-    def to_json(self, logits) -> list[dict]:
-        raise DanluError("a causal-lm run writes text: use `danlu generate RUN \"prompt\"`")
+    def to_json(self, outputs) -> list[dict]:
+        return [{"text": str(text)} for text in outputs]
+
+    def predict(self, forward, frame: pd.DataFrame, batch_size: int = 64, lock=None) -> list[dict]:
+        """The continuation of each prompt, sampled with the recipe's `generate:` settings."""
+        from danlu.tasks.causal_lm.generate import sample_ids
+
+        options = {k: self.sampling[k] for k in ("max_new_tokens", "temperature", "top_k", "top_p", "seed")
+                   if k in self.sampling}
+        texts = [self.tokenizer.decode(sample_ids(forward.model, self.tokenizer, str(prompt), **options),
+                                       skip_special_tokens=True) for prompt in frame["text"]]
+        return self.to_json(texts)
+
+    def generate(self, model, prompt: str, **options):
+        from danlu.tasks.causal_lm.generate import TextStream
+
+        return TextStream(model, self.tokenizer, prompt, **options)
+
+    def chat_prompt(self, messages: list[dict]) -> str:
+        """The tokenizer's chat template when it has one (a pretrained chat model's); otherwise a line
+        "role: content" per message and "assistant:" for the model to continue."""
+        if getattr(self.tokenizer, "chat_template", None):
+            return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return "".join(f"{m['role']}: {m['content']}\n" for m in messages) + "assistant:"
+
+    def after_training(self, model, frames: dict[str, pd.DataFrame]) -> tuple[dict, list]:
+        from danlu.tasks.causal_lm.generate import report_samples
+
+        cfg = self.recipe.generate
+        if not cfg.samples:
+            return {}, []
+        samples, structure = report_samples(model, self.tokenizer, cfg, frames["train"]["text"])
+        blocks = []
+        for sample in samples:
+            blocks += [("text", f"prompt: {sample['prompt']!r}"), ("pre", sample["prompt"] + sample["text"])]
+        return ({"generation": structure} if structure else {}), [("Samples", blocks)]
+
+    # -- baseline ----------------------------------------------------------------------
+    def baseline(self, frames: dict[str, pd.DataFrame], splits: list[str]) -> dict:
+        from danlu.evaluate.baselines import unigram
+
+        train = self.token_ids(frames["train"])
+        return {split: {"unigram": unigram(train, self.token_ids(frames[split]), len(self.tokenizer))}
+                for split in splits if split in frames and len(frames[split])}
+
+    def baseline_names(self) -> dict[str, str]:
+        return {"unigram": "every token drawn from its frequency in the training text"}
+
+    # -- pretraining -----------------------------------------------------------------------
+    def pretrain(self, objective: str, train: pd.DataFrame, out: Path, say, callbacks=()) -> dict:
+        from danlu.tasks.causal_lm.pretrain import pretrain_clm_stage
+
+        return pretrain_clm_stage(self, train, out, say, callbacks)
+
+    # -- inputs from outside -------------------------------------------------------------
+    def frame_from_value(self, value: str) -> pd.DataFrame:
+        return pd.DataFrame({"text": [value]})
+
+    def request_item(self):
+        return Annotated[str, Field(max_length=MAX_PROMPT_CHARS)]
+
+    def rows_from_request(self, inputs: list) -> list[dict]:
+        return [{"text": value} for value in inputs]
+
+    def response_item(self) -> type[BaseModel]:
+        return TextPrediction
+
+    def card(self) -> dict:
+        return {**super().card(), "input": "text"}
 
     # -- saving -----------------------------------------------------------------
     def save(self, model, out_dir: Path) -> None:
         model.save_pretrained(out_dir)
         self.tokenizer.save_pretrained(out_dir)
-        self.save_meta(out_dir, max_length=self.block)
+        self.save_meta(out_dir, max_length=self.block, generate=self.sampling)
 
-    @classmethod
-    def load(cls, model_dir: Path):
-        meta = cls.read_meta(model_dir)
-        task = cls()
-        task.block = meta.get("max_length", 128)
-        task.tokenizer = AutoTokenizer.from_pretrained(model_dir)
-        return task, AutoModelForCausalLM.from_pretrained(model_dir)
-
+    def load(self, model_dir: Path):
+        meta = read_meta(model_dir)
+        self.block = meta.get("max_length", 128)
+        self.sampling = meta.get("generate") or {}
+        self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        return AutoModelForCausalLM.from_pretrained(model_dir)

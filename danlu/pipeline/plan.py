@@ -25,18 +25,19 @@ class TrainingPlan:
     lora: bool = False
 
     def finish(self, trained):
-        from danlu.train.transfer import merge_lora
-
         model = trained.classifier if self.joint else trained
-        return merge_lora(model) if self.lora else model
+        if not self.lora:
+            return model
+        from danlu.train.transfer import merge_lora  # peft and the Trainer stack: only when LoRA was used
+
+        return merge_lora(model)
 
 
 def plan_training(recipe, task, model, train_frame, train_ds) -> TrainingPlan:
-    from danlu.train import distill as distillation
-    from danlu.train.transfer import apply_transfer
-
     plan = TrainingPlan(model=model, train_ds=train_ds, collate=task.collate)
     if recipe.transfer is not None:
+        from danlu.train.transfer import apply_transfer
+
         plan.model, plan.callbacks = apply_transfer(model, recipe.transfer)
         plan.lora = recipe.transfer.lora is not None
         t = recipe.transfer
@@ -57,6 +58,8 @@ def plan_training(recipe, task, model, train_frame, train_ds) -> TrainingPlan:
         plan.joint = True
         plan.notes.append(f"joint objective: {j.w_pre:g} x MLM + {j.w_fin:g} x task loss on the same batches")
     if recipe.distill is not None:
+        from danlu.pipeline import distill as distillation
+
         d = recipe.distill
         plan.train_ds, plan.collate, plan.distill = distillation.prepare(d, task, train_frame, train_ds,
                                                                          recipe.base_dir)

@@ -1,0 +1,40 @@
+"""Training a task's model with its engine: seeding, class balancing, early stopping's metric."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from danlu.train import fitter
+
+
+def seed_everything(seed: int) -> None:
+    import random
+
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def fit_task(recipe, task, plan, eval_ds, checkpoints: Path, history: Path, metric: str, train_frame):
+    """Train `plan.model` with the task's engine, the recipe's class balancing and early stopping."""
+    cfg = recipe.train
+    class_weights = sample_weights = None
+    if cfg.imbalance != "none":
+        ids = task.label_ids(train_frame["label"])
+        counts = np.bincount(ids, minlength=len(task.labels)).astype(np.float64)
+        per_class = len(ids) / (len(task.labels) * np.maximum(counts, 1))
+        if cfg.imbalance == "class_weights":
+            class_weights = per_class
+        else:
+            sample_weights = per_class[ids]
+    es_metric = (cfg.early_stopping.metric if cfg.early_stopping and cfg.early_stopping.metric else metric)
+    fit = fitter(task.engine)
+    return fit(plan.model, plan.train_ds, eval_ds, plan.collate, cfg, checkpoints, history,
+               compute_metrics=task.trainer_metrics if task.metrics_in_trainer else None, metric=es_metric,
+               greater_is_better=task.spec.higher_is_better(es_metric), large_model=task.large_model,
+               class_weights=class_weights, sample_weights=sample_weights,
+               group_by_length=task.group_by_length, callbacks=plan.callbacks, distill=plan.distill)

@@ -1,0 +1,180 @@
+"""`danlu train RECIPE`: check data -> pretrain -> features -> train -> evaluate -> baselines -> save -> report.
+
+Each stage is a small function; the run directory records its state so that the same command on an
+interrupted run picks up where it stopped. Every stage asks the task (and the registry) what to do;
+none of them knows which task it runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from pathlib import Path
+
+from danlu.data import check_quality, enforce, load_splits, save_report
+from danlu.errors import RunError
+from danlu.inference import TorchForward
+from danlu.models import count_parameters
+from danlu.pipeline.baselines import compare, measure_baselines
+from danlu.pipeline.cross_validation import cross_validate
+from danlu.pipeline.fit import fit_task, seed_everything
+from danlu.pipeline.plan import plan_training
+from danlu.pipeline.pretrain import pretrain_stage, summary
+from danlu.recipe import Recipe
+from danlu.report import ReportInputs, write_report
+from danlu.run import Run, atomic_write_json, atomic_write_text, read_json, save_atomically
+from danlu.tasks import make_task
+from danlu.train import silence_transformers
+
+log = logging.getLogger("danlu")
+
+
+def recipe_hash(recipe: Recipe) -> str:
+    return hashlib.sha256(recipe.to_yaml().encode()).hexdigest()[:16]
+
+
+def open_run(recipe: Recipe, out_dir: str | Path | None, runs_root: str | Path = "runs") -> tuple[Run, bool]:
+    """The run directory to use and whether it resumes an interrupted run of the same recipe."""
+    digest = recipe_hash(recipe)
+    if out_dir is not None:
+        run = Run(out_dir)
+        state = run.state()
+        if state.get("status") == "done":
+            raise RunError(f"{run.root} already holds a finished run; choose another -o or remove it")
+        if state and state.get("recipe_hash") != digest:
+            raise RunError(f"{run.root} holds an unfinished run of a different recipe; choose another -o "
+                           "or remove it")
+        return run, bool(state)
+    root = Path(runs_root)
+    unfinished = sorted(
+        (p for p in root.glob(f"{recipe.name}-*") if p.is_dir()
+         and Run(p).state().get("status") in ("running", "failed", "interrupted")
+         and Run(p).state().get("recipe_hash") == digest),
+        key=lambda p: p.name,
+    )
+    if unfinished:
+        return Run(unfinished[-1]), True
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path = root / f"{recipe.name}-{stamp}"
+    n = 1
+    while path.exists():
+        n += 1
+        path = root / f"{recipe.name}-{stamp}-{n}"
+    return Run(path), False
+
+
+def check_data(recipe: Recipe, run: Run | None = None):
+    """Load the splits and run the quality gate; stops (DataError) when the gate fails with on_fail: stop."""
+    spec = recipe.spec
+    roles = list(spec.roles)
+    splits = load_splits(recipe.data, roles, recipe.base_dir, seed=recipe.data.split.seed,
+                         classification=spec.has_classes)
+    report = check_quality(splits, recipe.quality, roles, spec.has_classes)
+    if run is not None:
+        save_report(report, run.root)
+    warnings = enforce(report, recipe.quality.on_fail)
+    return splits, report, warnings or []
+
+
+def train(recipe: Recipe, out_dir: str | Path | None = None, runs_root: str | Path = "runs",
+          on_stage=None) -> Run:
+    silence_transformers()
+    say = on_stage or (lambda msg: log.info(msg))
+    run, resuming = open_run(recipe, out_dir, runs_root)
+    run.root.mkdir(parents=True, exist_ok=True)
+    say(f"{'resuming' if resuming else 'run'}: {run.root}")
+    atomic_write_text(run.recipe_path, recipe.to_yaml())
+    run.mark_running(recipe_hash=recipe_hash(recipe), name=recipe.name, task=recipe.task,
+                     main_metric=recipe.main_metric, recipe_dir=str(recipe.base_dir) if recipe.base_dir else None)
+    try:
+        _train_stages(recipe, run, say)
+    except BaseException as exc:
+        # A failed or interrupted run resumes with the same command.
+        run.set_state(status="interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
+                      error=str(exc)[:500] or type(exc).__name__)
+        raise
+    run.set_state(status="done", error=None)
+    return run
+
+
+def _train_stages(recipe: Recipe, run: Run, say) -> None:
+    say("check data")
+    splits, quality, warnings = check_data(recipe, run)
+    frames = splits.frames
+    metric = recipe.main_metric
+
+    shipped = recipe  # as written: the report shows this one, not the one pointing at RUN/pretrain
+    recipe, pretrained = pretrain_stage(recipe, frames["train"], run, say)
+
+    cv = None
+    if recipe.evaluate.cross_validation:
+        say(f"cross-validation: {recipe.evaluate.cross_validation} folds")
+        cv = cross_validate(recipe, splits, run)
+
+    say("features")
+    task = make_task(recipe)
+    task.setup(frames["train"], splits.features, splits.categorical)
+    seed_everything(recipe.train.seed)  # the engines seed only after the model exists: seed its weights too
+    model = task.build_model()
+    data = {name: task.encode(frame, train=name == "train") for name, frame in frames.items() if len(frame)}
+    plan = plan_training(recipe, task, model, frames["train"], data["train"])
+    total, trainable = count_parameters(plan.model)
+    say(f"train: {task.name}, {type(model).__name__}, {total:,} parameters ({trainable:,} trained), "
+        f"{len(plan.train_ds):,} examples")
+
+    result = fit_task(recipe, task, plan, data.get("validation"), run.checkpoints, run.history_path, metric,
+                      frames["train"])
+    model = plan.finish(result.model)
+
+    say("evaluate")
+    forward = TorchForward(model)
+    metrics = {name: task.evaluate(forward, data[name]) for name in recipe.evaluate.splits if name in data}
+    if cv:
+        metrics["cross_validation"] = cv
+    extra_metrics, task_sections = task.after_training(model, frames)
+    metrics.update(extra_metrics)
+
+    baselines, verdicts = {}, []
+    if recipe.evaluate.baseline:
+        say("baselines")
+        baselines = measure_baselines(task, frames, recipe.evaluate.splits)
+        metrics["baselines"] = baselines
+        verdicts = compare(metrics, baselines, metric, task.spec, task.baseline_names())
+    atomic_write_json(run.metrics_path, metrics)
+
+    say("save model")
+    save_atomically(run.model_dir, lambda tmp: task.save(model, tmp))
+
+    say("report")
+    shown = {k: v for k, v in metrics.items() if k not in ("cross_validation", "baselines")}
+    write_report(run.root, ReportInputs(
+        name=recipe.name, task=recipe.task, status="done", created=time.strftime("%Y-%m-%d %H:%M"),
+        main_metric=metric, metrics=shown,
+        baselines=baselines, baseline_names=task.baseline_names(), warnings=verdicts,
+        notes=warnings + task.notes(), history=result.history, cross_validation=cv or {},
+        task_sections=task.report_sections(shown) + task_sections,
+        model={"arch": _describe(model), "parameters": total, "trainable": trainable,
+               "source": _source(recipe, pretrained)},
+        pretrain=summary(pretrained), adaptations=plan.notes,
+        pretrain_history=_read_history(run.pretrain_dir / "history.json") if pretrained else [],
+        training={"engine": task.engine, "seconds": f"{result.seconds:.1f}", "epochs": f"{result.epochs:g}",
+                  "steps": result.steps, "precision": result.precision, "compile": result.compiled,
+                  "resumed_from": result.resumed_from, "optimizer": recipe.train.optimizer,
+                  "lr": f"{recipe.train.lr:g}", "batch_size": recipe.train.batch_size},
+        data_report_md=quality.to_markdown(), recipe_yaml=shipped.to_yaml()))
+
+
+def _describe(model) -> str:
+    arch = getattr(getattr(model, "config", None), "arch", None)  # the classic nets say which they are
+    return f"{arch} ({type(model).__name__})" if arch else type(model).__name__
+
+
+def _read_history(path: Path) -> list:
+    return read_json(path) if path.exists() else []
+
+
+def _source(recipe: Recipe, pretrained: dict | None) -> str:
+    if pretrained:
+        return f"pretrained in this run ({pretrained.get('objective', 'mlm')}, {pretrained.get('steps')} steps)"
+    return recipe.model.from_ or "built from a config (random initialisation)"

@@ -1,3 +1,0 @@
-from danlu.serve.commands import main
-
-main()

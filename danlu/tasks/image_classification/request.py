@@ -1,0 +1,33 @@
+"""One image of a POST /v1/predict body: {"image": "<base64>"} or a data URL, checked as it is parsed."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict
+
+
+def _decode_image(value: Any) -> bytes:
+    if not isinstance(value, str):
+        raise ValueError("expected a base64 string")
+    if value.startswith("data:"):  # a data URL, as browsers produce
+        value = value.partition(",")[2]
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("not valid base64") from None
+    from PIL import Image
+
+    try:  # reads the header only: cheap enough for the event loop, catches most junk early
+        Image.open(io.BytesIO(raw))
+    except Exception:
+        raise ValueError("not an image PIL can read") from None
+    return raw
+
+
+class ImageInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    image: Annotated[bytes, BeforeValidator(_decode_image)]

@@ -1,0 +1,26 @@
+"""The text-classification task as the registry knows it."""
+
+from danlu.evaluate.names import CLASSIFICATION
+from danlu.recipe.sections import TokenizerConfig
+from danlu.registry import Capabilities, TaskSpec
+
+SPEC = TaskSpec(
+    name="text-classification",
+    kind="classification",
+    task_class="danlu.tasks.text_classification.task:TextClassification",
+    roles=("text", "label"),
+    input_roles=("text",),
+    main_metric="accuracy",
+    greater_is_better=True,
+    metrics=CLASSIFICATION,
+    summary="a string -> one of a fixed set of classes (sentiment, topic, intent)",
+    starter="danlu.tasks.text_classification:starter.yaml",
+    sections={"tokenizer": TokenizerConfig},
+    sample="danlu.tasks.text_classification.sample:sample",
+    capabilities=Capabilities(
+        cross_validation=True, class_balance=True, pretrain=("mlm",), joint=True, transformer_layers=True,
+        distill=True, student=True, compress=("onnx-fp32", "onnx-int8", "torch-int8", "prune"),
+        export=("onnx", "safetensors"),
+    ),
+)
+SPECS = (SPEC,)
