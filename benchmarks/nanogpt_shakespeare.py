@@ -33,10 +33,12 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from danlu.pipeline import check_data, encode_splits  # noqa: E402
+from danlu.inference import TorchForward  # noqa: E402
+from danlu.pipeline import check_data  # noqa: E402
 from danlu.recipe import load_recipe  # noqa: E402
 from danlu.tasks import make_task  # noqa: E402
-from danlu.train.engine import choose_precision, fit, silence_transformers  # noqa: E402
+from danlu.train import silence_transformers  # noqa: E402
+from danlu.train.engine import choose_precision, fit  # noqa: E402
 
 MODES = ("plain", "danlu-fp32", "danlu", "danlu-compile")
 
@@ -98,7 +100,7 @@ def main() -> None:
     splits, _, _ = check_data(recipe)
     task = make_task(recipe)
     task.setup(splits.frames["train"])
-    data = encode_splits(task, splits.frames)
+    data = {name: task.encode(frame, train=name == "train") for name, frame in splits.frames.items() if len(frame)}
     torch.manual_seed(args.seed)
     initial = task.build_model().state_dict()
 
@@ -126,7 +128,7 @@ def main() -> None:
             model, precision = danlu_engine(model, task, data["train"], recipe.train, args.steps, precision,
                                             mode == "danlu-compile")
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-        loss = task.evaluate(model, data["validation"])["loss"]
+        loss = task.evaluate(TorchForward(model), data["validation"])["loss"]
         rows.append((mode, f"{precision}, {attention} attention", wall, cpu, loss))
         print(f"{mode:>14}: {wall:7.1f} s wall, {cpu:7.1f} s CPU, {args.steps / wall:5.2f} it/s, "
               f"validation loss {loss:.6f}", flush=True)

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from danlu.pipeline import train  # noqa: E402
 from danlu.recipe import load_recipe  # noqa: E402
-from danlu.train.engine import silence_transformers  # noqa: E402
+from danlu.train import silence_transformers  # noqa: E402
 
 
 def run_arm(recipe_path: Path, arm: str, seed: int, overrides: list[str], out: Path) -> dict:

@@ -189,7 +189,7 @@ def main() -> None:
           f"run {args.run}; {os.cpu_count()} CPUs; torch threads {args.torch_threads or 'default'}; "
           f"danlu options: {args.serve_args or 'defaults'}", flush=True)
     port = free_port()
-    procs = {"danlu": start(["-m", "danlu.serve", args.run, "--port", str(port), "--no-access-log",
+    procs = {"danlu": start(["-m", "danlu.cli", "serve", args.run, "--port", str(port), "--no-access-log",
                              "--log-level", "warning", "--torch-threads", str(args.torch_threads),
                              *args.serve_args.split()], port, "danlu")}
     ports = {"danlu": port}

@@ -24,8 +24,10 @@ from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from danlu.data import load_splits  # noqa: E402
 from danlu.recipe import recipe_from_dict  # noqa: E402
-from danlu.tasks import make_task, predict_logits  # noqa: E402
-from danlu.train.engine import fit, silence_transformers  # noqa: E402
+from danlu.inference import TorchForward, outputs  # noqa: E402
+from danlu.tasks import make_task  # noqa: E402
+from danlu.train import silence_transformers  # noqa: E402
+from danlu.train.engine import fit  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 
@@ -45,7 +47,7 @@ def parse() -> argparse.Namespace:
 
 
 def eval_loss(model, task, dataset) -> float:
-    logits, labels = predict_logits(model.float(), dataset, task.collate, batch_size=128)
+    logits, labels = outputs(task, TorchForward(model.float()), dataset, batch_size=128)
     return float(torch.nn.functional.cross_entropy(torch.as_tensor(logits), torch.as_tensor(labels)))
 
 
@@ -85,7 +87,7 @@ def main() -> None:
     splits = load_splits(recipe.data, list(task.roles), None, seed=0)
     task.setup(splits.frames["train"])
     train_ds, dev_ds = task.encode(splits.frames["train"]), task.encode(splits.frames["validation"])
-    tokens = task.tokens_in(train_ds)
+    tokens = int(sum(len(item["input_ids"]) for item in train_ds.items))
     print(f"SST-2 sample: {len(train_ds):,} examples, {tokens:,} tokens per epoch; BERT {args.size}; "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads; seeds {args.seeds}")
 

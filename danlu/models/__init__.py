@@ -6,6 +6,7 @@ import importlib.util
 from pathlib import Path
 
 from danlu.errors import DanluError
+from danlu.run import Run
 from danlu.models.classic import ClassicConfig, ClassicModel
 
 # Named sizes, after published configurations: BERT tiny/small from Turc et al. 2019
@@ -50,8 +51,8 @@ def resolve_pretrained(name: str, base_dir: Path | None = None) -> str:
         return str(_package_dir(name[len("package:"):]))
     for root in ([base_dir] if base_dir else []) + [Path.cwd()]:
         candidate = Path(name) if Path(name).is_absolute() else root / name
-        if (candidate / "model" / "config.json").exists():  # a finished danlu run
-            return str(candidate / "model")
+        if (Run(candidate).model_dir / "config.json").exists():  # a finished danlu run
+            return str(Run(candidate).model_dir)
         if (candidate / "config.json").exists():
             return str(candidate)
     return name

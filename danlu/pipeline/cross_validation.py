@@ -22,8 +22,8 @@ def cross_validate(recipe, splits, run: Run) -> dict:
     fold_recipe = recipe.model_copy(update={"train": recipe.train.model_copy(update={"early_stopping": None})})
     results = []
     for i, (train_idx, test_idx) in enumerate(folds):
-        fold_dir = run.fold_dir(i + 1)
-        done = fold_dir / "metrics.json"
+        fold = Run(run.fold_dir(i + 1))  # a fold's checkpoints, history and metrics, laid out as a run's
+        done = fold.metrics_path
         if done.exists():
             results.append(read_json(done))
             continue
@@ -32,7 +32,7 @@ def cross_validate(recipe, splits, run: Run) -> dict:
         task.setup(train_frame, splits.features, splits.categorical)
         seed_everything(recipe.train.seed)
         plan = plan_training(recipe, task, task.build_model(), train_frame, task.encode(train_frame, train=True))
-        result = fit_task(fold_recipe, task, plan, None, fold_dir / "checkpoints", fold_dir / "history.json",
+        result = fit_task(fold_recipe, task, plan, None, fold.checkpoints, fold.history_path,
                           recipe.main_metric, train_frame)
         fold_metrics = task.evaluate(TorchForward(plan.finish(result.model)), task.encode(test_frame))
         atomic_write_json(done, fold_metrics)

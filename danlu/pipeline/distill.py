@@ -79,6 +79,6 @@ def _teacher_dir(name: str, base_dir: Path | None) -> Path:
     roots = ([Path(base_dir)] if base_dir else []) + [Path.cwd()]
     tried = [Path(name) if Path(name).is_absolute() else root / name for root in roots]
     for candidate in tried:
-        if (candidate / "model" / "config.json").exists():
+        if (Run(candidate).model_dir / "config.json").exists():
             return candidate
     raise DanluError(f"distill.teacher: no finished run at {' or '.join(map(str, tried))}")

@@ -24,14 +24,15 @@ def pretrain_stage(recipe, train_frame: pd.DataFrame, run: Run, say=print, callb
     if cfg is None:
         return recipe, None
     out = run.pretrain_dir
-    done = out / "metrics.json"
-    if done.exists() and (out / "model" / "config.json").exists():
+    stage = Run(out)  # the pretraining's own checkpoints, history, model and metrics, laid out as a run's
+    done = stage.metrics_path
+    if done.exists() and (stage.model_dir / "config.json").exists():
         say("pretrain: finished earlier in this run")
         metrics = read_json(done)
     else:
         metrics = make_task(recipe).pretrain(cfg.objective, train_frame, out, say, list(callbacks))
         atomic_write_json(done, {k: v for k, v in metrics.items() if k != "history"})
-    model_cfg = recipe.model.model_copy(update={"from_": str((out / "model").resolve())})
+    model_cfg = recipe.model.model_copy(update={"from_": str(stage.model_dir.resolve())})
     return recipe.model_copy(update={"model": model_cfg}), metrics
 
 

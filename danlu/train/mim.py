@@ -17,7 +17,7 @@ from torch import nn
 
 from danlu.data.paths import display_path, is_glob, resolve_data_path, resolve_data_paths
 from danlu.errors import DataError
-from danlu.run import save_atomically
+from danlu.run import Run, save_atomically
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
@@ -101,10 +101,11 @@ def pretrain_mim(model, task, images: list, train_cfg, out_dir: Path, mask_prob:
     held_out = LazyExamples([rows[i] for i in order[:held]], task.encode_one) if held else None
     grid = model.config.image_size // model.config.patch_size
     result = fit(MaskedImage(model), train, held_out, PatchMasks(task.collate, grid * grid, mask_prob), train_cfg,
-                 out_dir / "checkpoints", out_dir / "history.json", compute_metrics=None, metric=None,
+                 Run(out_dir).checkpoints, Run(out_dir).history_path, compute_metrics=None, metric=None,
                  greater_is_better=False, large_model=True, callbacks=list(callbacks))
     evals = [h["eval_loss"] for h in result.history if "eval_loss" in h]
     trained = result.model.mim
-    save_atomically(out_dir / "model", lambda tmp: (trained.save_pretrained(tmp), task.processor.save_pretrained(tmp)))
+    save_atomically(Run(out_dir).model_dir, lambda tmp: (trained.save_pretrained(tmp),
+                                                          task.processor.save_pretrained(tmp)))
     return {"objective": "mim", "images": len(rows), "eval_loss": evals[-1] if evals else float("nan"),
             "perplexity": None, "steps": result.steps, "seconds": round(result.seconds, 1), "history": result.history}

@@ -20,7 +20,7 @@ from transformers.models.bert.modeling_bert import BertPredictionHeadTransform
 from transformers.modeling_outputs import MaskedLMOutput, SequenceClassifierOutput
 
 from danlu.errors import DanluError
-from danlu.run import save_atomically
+from danlu.run import Run, save_atomically
 from danlu.train.examples import Examples
 
 
@@ -61,12 +61,13 @@ def pretrain_mlm(model, tokenizer, texts: list[str], train_cfg, out_dir: Path, m
         torch.manual_seed(seed)
         model = BertForMaskedLM(model)
     result = fit(MaskedOnly(model), train, held_out, mlm_collator(tokenizer, mask_prob), train_cfg,
-                 out_dir / "checkpoints", out_dir / "history.json", compute_metrics=None, metric=None,
+                 Run(out_dir).checkpoints, Run(out_dir).history_path, compute_metrics=None, metric=None,
                  greater_is_better=False, large_model=True, callbacks=list(callbacks))
     evals = [h["eval_loss"] for h in result.history if "eval_loss" in h]
     loss = evals[-1] if evals else float("nan")
     trained = result.model.mlm
-    save_atomically(out_dir / "model", lambda tmp: (trained.save_pretrained(tmp), tokenizer.save_pretrained(tmp)))
+    save_atomically(Run(out_dir).model_dir, lambda tmp: (trained.save_pretrained(tmp),
+                                                          tokenizer.save_pretrained(tmp)))
     return {"objective": "mlm", "blocks": len(blocks), "eval_loss": loss, "perplexity": math.exp(loss) if evals else None,
             "steps": result.steps, "seconds": round(result.seconds, 1), "history": result.history}
 

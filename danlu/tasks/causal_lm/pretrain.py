@@ -9,7 +9,7 @@ import torch
 from transformers import AutoTokenizer
 
 from danlu.inference import TorchForward
-from danlu.run import save_atomically
+from danlu.run import Run, save_atomically
 from danlu.train.corpus import load_corpus
 from danlu.train.pretrain import pretrain_settings
 
@@ -36,10 +36,10 @@ def pretrain_clm_stage(task, train: pd.DataFrame, out: Path, say, callbacks=()) 
     model = task.build_model()
     held = task.encode(pd.DataFrame({"text": held_texts}))
     result = fit(model, task.encode(pd.DataFrame({"text": train_texts}), train=True), held, task.collate,
-                 pretrain_settings(recipe), out / "checkpoints", out / "history.json", None, None, False,
+                 pretrain_settings(recipe), Run(out).checkpoints, Run(out).history_path, None, None, False,
                  large_model=True, callbacks=list(callbacks))
     scores = task.evaluate(TorchForward(result.model), held)
-    save_atomically(out / "model", lambda tmp: task.save(result.model, tmp))
+    save_atomically(Run(out).model_dir, lambda tmp: task.save(result.model, tmp))
     return {"objective": "clm", "eval_loss": scores["loss"], "perplexity": scores["perplexity"],
             "steps": result.steps, "seconds": round(result.seconds, 1), "history": result.history}
 
