@@ -84,7 +84,7 @@ def main() -> None:
     }
     recipe = recipe_from_dict(base)
     task = make_task(recipe)
-    splits = load_splits(recipe.data, list(task.roles), None, seed=0)
+    splits = load_splits(recipe.data, list(task.spec.roles), None, seed=0)
     task.setup(splits.frames["train"])
     train_ds, dev_ds = task.encode(splits.frames["train"]), task.encode(splits.frames["validation"])
     tokens = int(sum(len(item["input_ids"]) for item in train_ds.items))

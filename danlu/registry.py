@@ -66,6 +66,9 @@ class TaskSpec:
     sample: str | None = None
     sections: dict[str, type] = field(default_factory=dict)  # recipe key -> the task's own pydantic section
     defaults: Callable[[Any], None] | None = None  # task defaults for keys the recipe does not set
+    # The task's sections a recipe leaves unused (a pretrained model's own tokenizer makes `tokenizer:`
+    # moot): left out of the resolved recipe a run records, so it shows what was used.
+    unused: Callable[[Any], tuple[str, ...]] | None = None
     checks: tuple[Check, ...] = ()
     capabilities: Capabilities = Capabilities()
 

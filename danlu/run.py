@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import tempfile
@@ -29,6 +30,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from danlu.errors import RunError
+
+VARIANT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,99}")
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -156,6 +159,11 @@ class Run:
         return self.root / "variants"
 
     def variant(self, name: str) -> Path:
+        # A variant name comes from the command line or a deployment plan: it names a folder of
+        # variants/, never a path elsewhere.
+        if not VARIANT_NAME.fullmatch(str(name)):
+            raise RunError(f"'{str(name)[:100]}' is not a variant name (letters, digits and . _ + -, such as "
+                           "onnx-int8 or prune-structured-0.3+onnx-int8)")
         return self.variants / name
 
     @property

@@ -57,6 +57,9 @@ def test_train_fills_the_run_directory(iris_run):
     assert set(metrics["baselines"]["test"]) == {"majority", "linear"}
     assert metrics["baselines"]["test"]["majority"]["accuracy"] < 0.5  # three balanced classes
     assert "baselines on validation (accuracy): majority" in text
+    report = (run / "report.md").read_text()
+    assert "| encoded width | 4 |" in report and "| features | 4 numeric, 0 categorical |" in report
+    assert "| engine | loop |" in report  # the plain loop trains the classic nets
     assert json.loads((run / "state.json").read_text())["status"] == "done"
     assert "report:" in text and "accuracy" in text
 
@@ -140,6 +143,22 @@ def test_corrupt_image_stops_the_run_with_its_row(tmp_path):
     _assert_clean_failure(result, text, "unreadable", "broken.png")
 
 
+def test_names_with_brackets_are_printed_exactly(tmp_path):
+    (tmp_path / "wear.csv").write_text("Tool wear [min],label\n1,a\n2,b\n")
+    body = {**IRIS, "data": {"source": "wear.csv", "columns": {"label": "[bold]failure"}}}
+    result, text = invoke("check", recipe(tmp_path, body))
+    _assert_clean_failure(result, text, "[bold]failure")  # the missing column, exactly as written
+    assert "Tool wear [min]" in text  # and the columns there are, brackets and all
+
+
+def test_init_help_lists_every_registered_task():
+    from danlu import registry
+
+    result, text = invoke("init", "--help")
+    assert result.exit_code == 0
+    assert all(name in text for name in registry.names())  # derived from the registry: causal-lm included
+
+
 def test_init_writes_a_starter_and_rejects_unknown_tasks(tmp_path):
     target = tmp_path / "s.yaml"
     result, text = invoke("init", "tabular-classification", "-o", target)
@@ -156,12 +175,14 @@ def test_a_killed_run_resumes_with_the_same_command(tmp_path):
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
     deadline = time.time() + 120
     while time.time() < deadline and not list((tmp_path / "runs").glob("iris-*/checkpoints/checkpoint-*")):
-        time.sleep(0.2)
-    time.sleep(1.0)
+        time.sleep(0.05)  # a bounded poll for the first checkpoint
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     runs = list((tmp_path / "runs").glob("iris-*"))
     assert len(runs) == 1 and json.loads((runs[0] / "state.json").read_text())["status"] == "running"
+    # No handler sees SIGKILL: the run still says "running", but its process is gone.
+    result, text = invoke("runs", "--root", tmp_path / "runs")
+    assert "interrupted" in text and "resumes from its last checkpoint" in text
     done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "resuming" in done.stdout

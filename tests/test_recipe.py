@@ -109,3 +109,137 @@ def test_starter_option_lists_come_from_the_schema():
 
     text = starter_text("text-classification")
     assert "wordpiece | bpe | char | byte_bpe" in text  # char and byte_bpe exist: the starter says so
+
+
+# -- reading a recipe never crashes or hangs (issue: hardening) ------------------------------------
+def _raises_recipe_error(path, match):
+    with pytest.raises(RecipeError, match=match):
+        load_recipe(path)
+
+
+def test_odd_files_are_refused_with_the_file_named(tmp_path):
+    import os
+
+    _raises_recipe_error(tmp_path, "is a folder")
+    (tmp_path / "latin1.yaml").write_bytes("name: caf\xe9\n".encode("latin-1"))
+    _raises_recipe_error(tmp_path / "latin1.yaml", "line 1 is not UTF-8")
+    (tmp_path / "utf16.yaml").write_text("name: x\n", encoding="utf-16")
+    _raises_recipe_error(tmp_path / "utf16.yaml", "UTF-16")
+    _raises_recipe_error(Path("/dev/zero"), "not a regular file")
+    fifo = tmp_path / "pipe.yaml"
+    os.mkfifo(fifo)
+    _raises_recipe_error(fifo, "not a regular file")  # reading it would block forever
+    (tmp_path / "big.yaml").write_bytes(b"#" * (2 << 20))
+    _raises_recipe_error(tmp_path / "big.yaml", "a recipe is at most")
+    (tmp_path / "deep.yaml").write_text("a: " + "[" * 2000 + "]" * 2000 + "\n")
+    _raises_recipe_error(tmp_path / "deep.yaml", "nested too deeply")
+    _raises_recipe_error(Path("x" * 5000 + ".yaml"), "cannot read the recipe|not found")
+
+
+def test_yaml_aliases_and_duplicate_keys_are_refused(tmp_path):
+    laughs = ["a0: &a0 [x, x, x, x, x, x, x, x, x]"]
+    laughs += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, 9)]
+    (tmp_path / "laughs.yaml").write_text("\n".join(laughs) + "\n")
+    _raises_recipe_error(tmp_path / "laughs.yaml", "stands for more than")
+    (tmp_path / "self.yaml").write_text("a: &a [*a]\n")
+    with pytest.raises(RecipeError):  # YAML itself refuses an alias to an anchor not yet complete
+        load_recipe(tmp_path / "self.yaml")
+    (tmp_path / "twice.yaml").write_text("name: a\ntask: tabular-classification\nname: b\n")
+    _raises_recipe_error(tmp_path / "twice.yaml", "key 'name' is given twice")
+
+
+def test_a_data_path_that_loops_is_an_error_naming_the_key(tmp_path):
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    with pytest.raises(RecipeError, match="data.source"):
+        load_recipe(write(tmp_path, {**BASE, "data": {"source": "loop/x.csv"}}))
+
+
+@pytest.mark.parametrize("override,key", [
+    ("train.seed=-1", "train.seed"), ("model.hidden=[-3]", "model.hidden.0"), ("model.hidden=[0]", "model.hidden.0"),
+    ("train.epochs=.inf", "train.epochs"), ("train.grad_accum=9223372036854775808", "train.grad_accum"),
+    ("train.checkpoint_every=-1", "train.checkpoint_every"), ("train.max_steps=18446744073709551617", "train.max_steps"),
+    ("evaluate.metric=acuracy", "evaluate.metric"), ("train.early_stopping={metric: acuracy}", "train.early_stopping.metric"),
+    (f"name={'n' * 300}", "name"), ("data.hub={trust_remote_code: true}", "data.hub.trust_remote_code"),
+])
+def test_values_that_cannot_work_are_refused_with_the_key(tmp_path, override, key):
+    with pytest.raises(RecipeError) as info:
+        load_recipe(write(tmp_path, BASE), [override])
+    assert f"  - {key} (from the command line)" in str(info.value) or f"  - {key}" in str(info.value)
+
+
+def test_a_metric_typo_suggests_the_metric(tmp_path):
+    with pytest.raises(RecipeError, match="did you mean 'accuracy'"):
+        load_recipe(write(tmp_path, BASE), ["evaluate.metric=acuracy"])
+
+
+NASTY = [-1, 0, 1, 2**64 + 1, -2**63, 1e308, float("inf"), float("nan"), "", "abc", None, [], {}, [0], [-3], True,
+         "x" * 300, {"a": {"b": {"c": 1}}}, list(range(200)), "中文", "../../etc/passwd", 0.5, -0.5]
+SIZES = [("train", "epochs"), ("train", "batch_size"), ("train", "grad_accum"), ("train", "max_steps"),
+         ("train", "eval_batch_size"), ("train", "lr"), ("model", "layers"), ("model", "heads"),
+         ("model", "embedding"), ("model", "max_length")]
+
+
+def _paths(node, prefix=()):
+    if isinstance(node, dict):
+        yield prefix
+        for key, value in node.items():
+            yield from _paths(value, prefix + (key,))
+    else:
+        yield prefix
+
+
+def _mutate(raw: dict, rng) -> dict:
+    import copy
+    import random
+
+    out = copy.deepcopy(raw)
+    path = rng.choice([p for p in _paths(out) if p])
+    parent = out
+    for key in path[:-1]:
+        parent = parent[key]
+    move = rng.random()
+    if move < 0.6:
+        parent[path[-1]] = copy.deepcopy(rng.choice(NASTY))
+    elif move < 0.75:
+        del parent[path[-1]]
+    elif move < 0.9:
+        value = parent.pop(path[-1])
+        name = str(path[-1])
+        parent[name[:-1] + random.Random(rng.random()).choice("xyz") if name else "x"] = value
+    else:
+        section, key = rng.choice(SIZES)
+        out.setdefault(section, {})
+        if isinstance(out[section], dict):
+            out[section][key] = rng.choice([0, -1, -5, 0.0, float("inf")])
+    return out
+
+
+def test_a_seeded_recipe_fuzz_only_ever_loads_or_raises_a_recipe_error():
+    import random
+    import time
+
+    from danlu.errors import DanluError
+    from danlu.recipe import recipe_from_dict
+    from danlu.recipe.starters import starter_text
+
+    rng = random.Random(20261201)
+    bases = []
+    for task in registry.names():
+        raw = yaml.safe_load(starter_text(task))
+        raw["data"] = {"source": "builtin:iris"}  # the starters' placeholder paths would stop every case early
+        bases.append(raw)
+    start, loaded, refused = time.perf_counter(), 0, 0
+    for case in range(600):
+        raw = _mutate(rng.choice(bases), rng)
+        try:
+            recipe = recipe_from_dict(raw, source=f"case {case}")
+        except DanluError:
+            refused += 1
+            continue
+        loaded += 1
+        t, m = recipe.train, recipe.model
+        assert t.epochs > 0 and t.batch_size >= 1 and t.grad_accum >= 1 and (t.max_steps or 1) >= 1, case
+        assert all(w >= 1 for w in (m.hidden or []) + (m.channels or [])) and m.max_length >= 4, case
+        assert (m.layers or 1) >= 1 and (m.heads or 1) >= 1 and t.lr > 0, case
+    assert loaded > 50 and refused > 200  # both outcomes are exercised
+    assert time.perf_counter() - start < 60

@@ -15,7 +15,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from danlu.compress.runtime import MANIFEST, WEIGHT_SUFFIXES
+from danlu.compress.runtime import MANIFEST, WEIGHT_SUFFIXES, inside
 from danlu.errors import DanluError
 from danlu.run import Run, atomic_write_bytes, read_json
 
@@ -79,8 +79,8 @@ def _variant_folder(run: Run, name: str) -> tuple[Path, Path]:
     if not (folder / MANIFEST).exists():
         raise DanluError(f"{run.root}: no variant '{name}' (run `danlu compress` first)")
     manifest = read_json(folder / MANIFEST)
-    return ((folder / manifest.get("weights_dir", ".")).resolve(),
-            (folder / manifest.get("preprocessing", "../../model")).resolve())
+    return (inside(run, folder / manifest.get("weights_dir", "."), name),
+            inside(run, folder / manifest.get("preprocessing", "../../model"), name))
 
 
 def _export_fresh(run: Run, task, model):

@@ -89,6 +89,29 @@ class Variant:
         self.name, self.manifest, self.task, self.folder, self.forward = name, manifest, task, folder, forward
 
 
+def inside(run: Run, path: Path, name: str) -> Path:
+    """`path` resolved, refused unless it stays inside the run folder: a manifest names files, and must
+    not point the loader at anything else on the machine."""
+    resolved, root = Path(path).resolve(), run.root.resolve()
+    if resolved != root and root not in resolved.parents:
+        raise RunError(f"{run.root}: variant '{name}' names {path}, outside the run folder; make the variant "
+                       "again with `danlu compress`")
+    return resolved
+
+
+def _int8_state(path: Path) -> dict:
+    """The int8 state dict: tensors only (weights_only=True), so a crafted file cannot run code."""
+    import pickle
+
+    try:
+        with warnings.catch_warnings():  # "TypedStorage is deprecated", raised inside torch.load itself
+            warnings.simplefilter("ignore")
+            return torch.load(io.BytesIO(path.read_bytes()), weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as exc:
+        raise RunError(f"{path}: is not an int8 state dict danlu wrote ({str(exc).splitlines()[0][:200]}); "
+                       "make the variant again with `danlu compress`") from None
+
+
 def load_variant(run_dir, name: str, task=None, threads: int | None = None) -> Variant:
     """The variant `name` of a compressed run, ready to predict.
 
@@ -104,7 +127,7 @@ def load_variant(run_dir, name: str, task=None, threads: int | None = None) -> V
         raise RunError(f"{run_dir}: no variant '{name}'" + (f"; variants: {', '.join(known)}" if known
                        else "; make them with `danlu compress RUN`"))
     manifest = read_json(folder / MANIFEST)
-    preprocessing = (folder / manifest.get("preprocessing", "../../model")).resolve()
+    preprocessing = inside(run, folder / manifest.get("preprocessing", "../../model"), name)
     base = None
     if task is None:
         from danlu.tasks import load_task
@@ -115,17 +138,14 @@ def load_variant(run_dir, name: str, task=None, threads: int | None = None) -> V
             raise RunError(f"{run_dir}: variant '{name}' reads its input with {preprocessing}, which is missing; "
                            "make the variant again with `danlu compress`")
         task, base = load_task(preprocessing)
-    weights = (folder / manifest.get("weights_dir", ".")).resolve()
+    weights = inside(run, folder / manifest.get("weights_dir", "."), name)
     if manifest["runtime"] == "onnx":
-        return Variant(name, manifest, task, folder, OnnxForward(folder / manifest["file"], threads))
+        return Variant(name, manifest, task, folder, OnnxForward(inside(run, folder / manifest["file"], name), threads))
     if threads:
         torch.set_num_threads(threads)
     if manifest["runtime"] == "torch-int8":
         model = quantize_torch(fresh_model(weights))
-        with warnings.catch_warnings():  # "TypedStorage is deprecated", raised inside torch.load itself
-            warnings.simplefilter("ignore")
-            state = torch.load(io.BytesIO((folder / manifest["file"]).read_bytes()), weights_only=True)
-        model.load_state_dict(state)
+        model.load_state_dict(_int8_state(inside(run, folder / manifest["file"], name)))
     elif base is not None and weights == preprocessing:
         model = base
     else:

@@ -46,16 +46,34 @@ def shape_of(model_cfg) -> dict:
 
 
 def resolve_pretrained(name: str, base_dir: Path | None = None) -> str:
-    """A local directory (or a run, or `package:<name>`) becomes a path; anything else is a hub id."""
+    """A local directory (or a run, or `package:<name>`) becomes a path; a hub id stays a hub id.
+
+    A name that can only be a path (absolute, `./x`, `~/x`, `a/b/c`, or whose first folder exists here)
+    and holds no model is an error naming where it was looked for, not a hub id tried silently."""
     if name.startswith("package:"):
         return str(_package_dir(name[len("package:"):]))
-    for root in ([base_dir] if base_dir else []) + [Path.cwd()]:
-        candidate = Path(name) if Path(name).is_absolute() else root / name
+    roots = ([base_dir] if base_dir else []) + [Path.cwd()]
+    tried = []
+    for root in roots:
+        candidate = Path(name).expanduser() if Path(name).expanduser().is_absolute() else root / name
+        tried.append(candidate)
         if (Run(candidate).model_dir / "config.json").exists():  # a finished danlu run
             return str(Run(candidate).model_dir)
         if (candidate / "config.json").exists():
             return str(candidate)
+    if _looks_local(name, roots):
+        where = " or ".join(dict.fromkeys(str(t) for t in tried))
+        raise DanluError(f"model.from: no model at {where} (a folder with config.json, or a finished run); "
+                         "a hub id looks like org/name")
     return name
+
+
+def _looks_local(name: str, roots: list[Path]) -> bool:
+    path = Path(name).expanduser()
+    if path.is_absolute() or name.startswith((".", "~")) or "\\" in name or name.count("/") > 1:
+        return True
+    first = name.split("/", 1)[0]
+    return "/" in name and any((root / first).is_dir() for root in roots)
 
 
 def _package_dir(spec: str) -> Path:

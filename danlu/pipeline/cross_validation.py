@@ -8,10 +8,11 @@ import pandas as pd
 from danlu.data import kfold_indices
 from danlu.evaluate.metrics import summarize_folds
 from danlu.inference import TorchForward
-from danlu.pipeline.fit import fit_task, seed_everything
+from danlu.pipeline.fit import fit_task
 from danlu.pipeline.plan import plan_training
 from danlu.run import Run, atomic_write_json, read_json
 from danlu.tasks import make_task
+from danlu.train.fitting import seed_everything
 
 
 def cross_validate(recipe, splits, run: Run) -> dict:

@@ -9,15 +9,6 @@ import numpy as np
 from danlu.train import fitter
 
 
-def seed_everything(seed: int) -> None:
-    import random
-
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
 
 def fit_task(recipe, task, plan, eval_ds, checkpoints: Path, history: Path, metric: str, train_frame):
     """Train `plan.model` with the task's engine, the recipe's class balancing and early stopping."""

@@ -18,7 +18,7 @@ from danlu.inference import TorchForward
 from danlu.models import count_parameters
 from danlu.pipeline.baselines import compare, measure_baselines
 from danlu.pipeline.cross_validation import cross_validate
-from danlu.pipeline.fit import fit_task, seed_everything
+from danlu.pipeline.fit import fit_task
 from danlu.pipeline.plan import plan_training
 from danlu.pipeline.pretrain import pretrain_stage, summary
 from danlu.recipe import Recipe
@@ -26,6 +26,7 @@ from danlu.report import ReportInputs, write_report
 from danlu.run import Run, atomic_write_json, atomic_write_text, read_json, save_atomically
 from danlu.tasks import make_task
 from danlu.train import silence_transformers
+from danlu.train.fitting import seed_everything
 
 log = logging.getLogger("danlu")
 
@@ -115,6 +116,8 @@ def _train_stages(recipe: Recipe, run: Run, say) -> None:
     say("features")
     task = make_task(recipe)
     task.setup(frames["train"], splits.features, splits.categorical)
+    for note in task.notes():
+        say(f"note: {note}")
     seed_everything(recipe.train.seed)  # the engines seed only after the model exists: seed its weights too
     model = task.build_model()
     data = {name: task.encode(frame, train=name == "train") for name, frame in frames.items() if len(frame)}
@@ -155,7 +158,7 @@ def _train_stages(recipe: Recipe, run: Run, say) -> None:
         notes=warnings + task.notes(), history=result.history, cross_validation=cv or {},
         task_sections=task.report_sections(shown) + task_sections,
         model={"arch": _describe(model), "parameters": total, "trainable": trainable,
-               "source": _source(recipe, pretrained)},
+               "source": _source(recipe, pretrained), **task.input_facts()},
         pretrain=summary(pretrained), adaptations=plan.notes,
         pretrain_history=_read_history(run.pretrain_dir / "history.json") if pretrained else [],
         training={"engine": task.engine, "seconds": f"{result.seconds:.1f}", "epochs": f"{result.epochs:g}",

@@ -16,7 +16,7 @@ from danlu.errors import DanluError
 def problems(recipe) -> dict[str, list[str]]:
     """key path -> what is wrong with it; empty when the recipe can run."""
     found: dict[str, list[str]] = {}
-    for rule in (_files, _metrics, _training, _sections, *recipe.spec.checks):
+    for rule in (_files, _hub, _metrics, _training, _sections, *recipe.spec.checks):
         result = rule(recipe)
         for key, message in ([result] if isinstance(result, tuple) else result or []):
             found.setdefault(key, []).append(message)
@@ -40,6 +40,19 @@ def _files(recipe) -> list[tuple[str, str]]:
             except OSError as exc:  # a symlink loop, a name too long for the file system
                 out.append((f"data.{key}", f"cannot read {item[:200]!r}: {exc.strerror or exc}"))
     return out
+
+
+# The arguments of datasets.load_dataset that a recipe may set; anything else (trust_remote_code,
+# a custom builder's kwargs) is refused: a recipe must not be able to run code from the hub.
+HUB_KEYS = ("name", "revision", "data_dir", "data_files", "split", "splits")
+
+
+def _hub(recipe) -> list[tuple[str, str]]:
+    unknown = sorted(set(recipe.data.hub or {}) - set(HUB_KEYS))
+    if not unknown:
+        return []
+    return [(f"data.hub.{key}", f"not an argument danlu passes to datasets.load_dataset (allowed: "
+                                f"{', '.join(HUB_KEYS)})") for key in unknown]
 
 
 def _metric_problem(key: str, name: str | None, spec) -> tuple[str, str] | None:

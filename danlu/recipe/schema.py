@@ -54,7 +54,8 @@ class Recipe(Section):
         return self.evaluate.metric or self.spec.main_metric
 
     def to_yaml(self) -> str:
-        data = self.model_dump(mode="json", by_alias=True, exclude_none=True)
+        unused = set(self.spec.unused(self)) if self.spec.unused else set()
+        data = self.model_dump(mode="json", by_alias=True, exclude_none=True, exclude=unused)
         return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
 
 

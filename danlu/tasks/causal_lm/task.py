@@ -266,6 +266,10 @@ class CausalLM(Task):
     def card(self) -> dict:
         return {**super().card(), "input": "text"}
 
+    def input_facts(self) -> dict:
+        kind = "the pretrained model's" if self.recipe.model.from_ else f"{self.recipe.tokenizer.kind}, trained"
+        return {"tokenizer": kind, "vocabulary": len(self.tokenizer), "block (tokens)": self.block}
+
     # -- saving -----------------------------------------------------------------
     def save(self, model, out_dir: Path) -> None:
         model.save_pretrained(out_dir)

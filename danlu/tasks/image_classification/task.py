@@ -187,6 +187,11 @@ class ImageClassification(Classifier, Task):
     def card(self) -> dict:
         return {**super().card(), "input": "image"}
 
+    def input_facts(self) -> dict:
+        if self.arch == "pretrained":
+            return {"input": "the pretrained model's image processor"}
+        return {"input": f"{self.size}x{self.size} {'grey' if self.mode == 'L' else 'RGB'}"}
+
     def notes(self) -> list[str]:
         return [f"images are read at {self.size}x{self.size}: {self.size_source}"] if self.size_source else []
 

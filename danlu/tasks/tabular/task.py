@@ -112,6 +112,11 @@ class TabularTask(Task):
     def card(self) -> dict:
         return {**super().card(), "input": "tabular", "features": self.features}
 
+    def input_facts(self) -> dict:
+        pre = self.preprocessing
+        return {"features": f"{len(pre.numeric)} numeric, {len(pre.categorical)} categorical",
+                "encoded width": pre.width}
+
     # -- export: the preprocessing goes into the graph -------------------------------------
     def export_graph(self, proto):
         from onnx import compose

@@ -17,6 +17,7 @@ SPEC = TaskSpec(
     starter="danlu.tasks.text_classification:starter.yaml",
     sections={"tokenizer": TokenizerConfig},
     sample="danlu.tasks.text_classification.sample:sample",
+    unused=lambda recipe: ("tokenizer",) if recipe.model.from_ else (),
     capabilities=Capabilities(
         cross_validation=True, class_balance=True, pretrain=("mlm",), joint=True, transformer_layers=True,
         distill=True, student=True, compress=("onnx-fp32", "onnx-int8", "torch-int8", "prune"),

@@ -24,6 +24,8 @@ from danlu.train.examples import Examples
 from danlu.train.tokenizer import train_tokenizer
 
 MAX_TEXT_CHARS = 100_000  # one input of a request; longer texts are cut to max_length tokens anyway
+UNKNOWN_SAMPLE = 2000  # training texts on which a pretrained tokenizer's unknown-token share is measured
+MAX_UNKNOWN = 0.05  # above this share of [UNK] tokens a pretrained tokenizer does not fit the text
 
 
 class TextClassification(Classifier, Task):
@@ -36,6 +38,7 @@ class TextClassification(Classifier, Task):
         self.tokenizer = None
         self.max_length = recipe.model.max_length if recipe else 128
         self._collator = None
+        self.unknown_share: float | None = None
 
     def pretrained_path(self) -> str | None:
         cfg = self.recipe.model
@@ -46,11 +49,27 @@ class TextClassification(Classifier, Task):
         path = self.pretrained_path()
         if path:
             self.tokenizer = load_pretrained(AutoTokenizer, path)
+            self.unknown_share = unknown_share(self.tokenizer, train["text"].astype(str).head(UNKNOWN_SAMPLE))
         else:
             tok = self.recipe.tokenizer
             self.tokenizer = train_tokenizer(train["text"].astype(str).tolist(), tok.kind, tok.vocab_size,
                                              tok.min_frequency, tok.lowercase)
         self.tokenizer.model_max_length = self.max_length
+
+    def notes(self) -> list[str]:
+        if self.unknown_share is None or self.unknown_share <= MAX_UNKNOWN:
+            return []
+        return [f"the tokenizer of model.from ({self.recipe.model.from_}) maps {self.unknown_share:.0%} of the "
+                "training tokens to its unknown token: it does not fit this text (another language or script?). "
+                "Train one instead: drop model.from and set tokenizer.kind (char suits Chinese)"]
+
+    def input_facts(self) -> dict:
+        kind = ("the pretrained model's" if self.unknown_share is not None
+                else f"{self.recipe.tokenizer.kind}, trained on the training text")
+        facts = {"tokenizer": kind, "vocabulary": len(self.tokenizer), "max_length": self.max_length}
+        if self.unknown_share is not None:
+            facts["unknown tokens (train)"] = f"{self.unknown_share:.1%}"
+        return facts
 
     def build_model(self):
         cfg = self.recipe.model
@@ -141,3 +160,13 @@ class TextClassification(Classifier, Task):
         self.labels, self.max_length = meta["labels"], meta.get("max_length", 128)
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
         return AutoModelForSequenceClassification.from_pretrained(model_dir)
+
+
+def unknown_share(tokenizer, texts) -> float:
+    """The share of tokens `tokenizer` maps to its unknown token over `texts` (0 when it has none)."""
+    unk = tokenizer.unk_token_id
+    if unk is None:
+        return 0.0
+    ids = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+    total = sum(len(i) for i in ids)
+    return sum(i.count(unk) for i in ids) / total if total else 0.0
