@@ -150,11 +150,19 @@ class DataConfig(BaseModel):
 class QualityConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    # stop: a failing rule stops the run before training; warn: it is reported and training goes on
+    # stop: a failing rule stops the run before training; warn: it is reported and training goes on,
+    # except where nothing could train: a classifier with fewer than 2 classes in train, no
+    # training rows left, invalid values with `invalid: stop`
     on_fail: Literal["stop", "warn"] = "stop"
     # share of rows with an empty required field (text, label, image, feature) above which the
-    # rule fails; such rows are dropped from training either way
+    # rule fails; such rows are dropped from training either way. A label or feature written as
+    # NaN, null, None, N/A or NA (any case) is empty too, never a class or a category.
     max_missing: float = Field(0.0, ge=0.0, le=1.0)
+    # a cell of a numeric feature that is no finite number (`?`, `abc`, inf, 1e300), or a
+    # regression label that is none: stop = the run stops, whatever on_fail says; drop = the rows
+    # are dropped; impute = the cells become gaps the tabular preprocessing fills with the
+    # training mean (a row with such a label is dropped: a label cannot be imputed)
+    invalid: Literal["stop", "drop", "impute"] = "stop"
     # share of exact duplicate rows (same input and label) allowed within one split
     max_duplicates: float = Field(0.1, ge=0.0, le=1.0)
     # share of validation/test rows whose input also appears in train; any overlap inflates scores

@@ -57,15 +57,29 @@ def resolve_image_paths(values: pd.Series, csv_path: Path) -> pd.Series:
     def resolve(value):
         if not isinstance(value, str) or not value.strip():
             return value
-        path = Path(value).expanduser()
+        path = _expand(Path(value))
         if path.is_absolute():
             return str(path)
         for base in bases:
-            if (base / path).exists():
+            if _exists(base / path):
                 return str(base / path)
         return str(bases[0] / path)
 
     return values.map(resolve).astype("str")
+
+
+def _expand(path: Path) -> Path:
+    try:
+        return path.expanduser()
+    except RuntimeError:  # ~someone who is not a user here: the gate says the file is missing
+        return path
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except (OSError, ValueError):  # a NUL byte or an over-long name: no such file
+        return False
 
 
 def read_idx(mapping: dict, recipe_dir: Path | None) -> pd.DataFrame:
@@ -117,7 +131,7 @@ def image_fingerprint(value) -> tuple[str | None, str | None]:
 
     Accepts what the readers produce: a path, a numpy array (idx), a PIL image or a
     {bytes, path} dict (Hugging Face datasets)."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return None, "no image"
@@ -142,15 +156,38 @@ def image_fingerprint(value) -> tuple[str | None, str | None]:
             return None, "no such file"
         except OSError as exc:
             return None, f"cannot read ({exc.strerror or exc})"
+        except ValueError:  # a NUL byte in the path
+            return None, "not a file path"
     elif not isinstance(value, dict):
         return None, f"a {type(value).__name__} is not an image"
+    why = decode_error(data)
+    return (None, why) if why else (_digest(data), None)
+
+
+def decode_error(data) -> str | None:
+    """Why the bytes are no image training could use, or None. Every pixel is decoded, as training
+    will: a header can be fine in front of a truncated body."""
+    from PIL import Image
+
     try:
-        # verify() checks structure without decoding every pixel: fast enough for thousands.
         with Image.open(io.BytesIO(data)) as image:
-            image.verify()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        return None, str(exc).split(" '<_io")[0] or type(exc).__name__
-    return _digest(data), None
+            pixels, limit = image.width * image.height, Image.MAX_IMAGE_PIXELS
+            # PIL only warns between its limit and twice it; such an image is still a bomb to decode.
+            if limit and pixels > limit:
+                return _bomb(pixels, limit)
+            image.load()
+    except Image.DecompressionBombError:
+        return _bomb(None, Image.MAX_IMAGE_PIXELS)
+    # PIL's decoders answer bad bytes with many exception types (OSError, SyntaxError, struct.error,
+    # EOFError, IndexError...): whichever it is, the image cannot be used.
+    except Exception as exc:
+        return str(exc).split(" '<_io")[0] or type(exc).__name__
+    return None
+
+
+def _bomb(pixels: int | None, limit: int) -> str:
+    size = f"{pixels:,} pixels, " if pixels else ""
+    return f"{size}more than PIL's limit of {limit:,} (PIL.Image.MAX_IMAGE_PIXELS): a decompression bomb"
 
 
 def _digest(data: bytes) -> str:

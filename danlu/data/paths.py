@@ -84,11 +84,15 @@ def display_path(path: str | os.PathLike) -> str:
 
 
 def _short(path: Path) -> Path:
+    try:
+        resolved = path.resolve()
+    except (OSError, ValueError, RuntimeError):  # a NUL byte, a symlink loop: name it as given
+        return path
     for base in (data_root(), Path.cwd()):
         if base is None:
             continue
         try:
-            return path.resolve().relative_to(Path(base).resolve())
+            return resolved.relative_to(Path(base).resolve())
         except ValueError:
             continue
     return path

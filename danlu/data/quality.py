@@ -1,7 +1,8 @@
 """The quality gate: what is wrong with the data, where, and whether it is bad enough to stop.
 
 Rows with an empty required field or an unreadable image are removed from the splits here,
-whatever the thresholds say: a trainer must never see them. Everything else is only reported.
+whatever the thresholds say: a trainer must never see them; so are rows with an invalid value in a
+numeric column unless quality.invalid says impute. Everything else is only reported.
 """
 
 from __future__ import annotations
@@ -14,10 +15,15 @@ import pandas as pd
 from danlu.data.config import QualityConfig
 from danlu.data.images import image_fingerprint
 from danlu.data.paths import display_path
-from danlu.data.report import QualityReport, Rule
-from danlu.data.splits import Splits
+from danlu.data.report import QualityReport, Rule, natural_order
+from danlu.data.splits import INPUT_ROLES, Splits
+from danlu.data.values import as_numbers, short_repr, spelled_missing
 
 _EXAMPLES = 5
+# Scripts written without spaces between words: CJK ideographs and punctuation, kana, full-width
+# forms, Thai, Lao, Myanmar, Khmer.
+_UNSPACED = (r"[\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u3000-\u30ff\u3400-\u4dbf\u4e00-\u9fff"
+             r"\uf900-\ufaff\uff00-\uffef]")
 
 
 def check_quality(splits: Splits, quality: QualityConfig, roles: list[str], classification: bool) -> QualityReport:
@@ -27,7 +33,9 @@ def check_quality(splits: Splits, quality: QualityConfig, roles: list[str], clas
     if "image" in roles:
         rule, image_keys = _unreadable(splits, quality)
         rules.append(rule)
-    _tidy_labels(splits)
+    invalid = _invalid(splits, roles, quality, classification)
+    rules += [invalid] if invalid else []
+    _tidy_labels(splits, classification)
     inputs = {s: _input_keys(f, splits.features, image_keys.get(s)) for s, f in splits.frames.items()}
     rules.append(_duplicates(splits, inputs, quality))
     if "train" in inputs and len(inputs) > 1:
@@ -35,20 +43,28 @@ def check_quality(splits: Splits, quality: QualityConfig, roles: list[str], clas
     labels: dict[str, dict[str, int]] = {}
     notes = list(splits.notes)
     if classification and "label" in roles and "train" in splits.frames:
-        labels = {s: {str(k): int(v) for k, v in f["label"].value_counts(sort=False).sort_index().items()}
-                  for s, f in splits.frames.items() if "label" in f}
+        labels = {s: _label_counts(f["label"]) for s, f in splits.frames.items() if "label" in f}
         rules += _class_rules(labels["train"], quality)
         seen = set(labels["train"])
         for s, dist in labels.items():
             unseen = sorted(set(dist) - seen)
             if unseen:
                 notes.append(f"{s} has labels never seen in train: {', '.join(unseen[:10])}")
+    if not len(splits.frames.get("train", ())):
+        rules.append(Rule("train_rows", False, 0, 1, 0, [], "no training rows are left once the rows above are "
+                          "dropped: there is nothing to train on", fatal=True))
     lengths = {}
     if "text" in roles:
         lengths = {s: _length_stats(f["text"]) for s, f in splits.frames.items() if "text" in f}
+        unspaced = [s for s, units in lengths.items() if units and "words" not in units]
+        if unspaced:
+            notes.append(f"text length of {', '.join(unspaced)} in characters only: the texts are not written "
+                         "with spaces between words (Chinese, Japanese, Thai...), so a word count would say nothing")
         if quality.max_text_length is not None:
             rules.append(_text_length(splits, quality.max_text_length))
     counts = {s: {"read": read[s], "kept": len(f)} for s, f in splits.frames.items()}
+    for s, drawn in splits.sampled_from.items():
+        counts[s]["sampled_from"] = drawn
     return QualityReport(rules, counts, labels, lengths, splits.dropped, notes)
 
 
@@ -76,7 +92,7 @@ def _missing(splits: Splits, roles: list[str], quality: QualityConfig) -> Rule:
                   [c for c in splits.features if c in splits.frames[split] and c not in roles]
         for column in columns:  # dropping as we go: a row with two empty fields counts once
             frame = splits.frames[split]
-            empty = _empty(frame[column])
+            empty = _empty(frame[column], spelled=column not in INPUT_ROLES)
             if empty.any():
                 kinds.add(column if column in roles else "feature")
                 found.append((split, frame.loc[empty, "_row"].tolist()))
@@ -90,13 +106,81 @@ def _missing(splits: Splits, roles: list[str], quality: QualityConfig) -> Rule:
                 _examples(found), message)
 
 
-def _empty(values: pd.Series) -> np.ndarray:
+def _empty(values: pd.Series, spelled: bool) -> np.ndarray:
+    """spelled: a label or feature written as NaN, null, N/A... is a gap too; a text that says
+    "none" is a text."""
     empty = values.isna().to_numpy(copy=True)
-    if isinstance(values.dtype, pd.StringDtype):
+    if spelled:
+        empty |= spelled_missing(values)
+    elif isinstance(values.dtype, pd.StringDtype):
         empty |= values.str.strip().eq("").fillna(True).to_numpy(dtype=bool)
     elif values.dtype == object:
         empty |= values.map(lambda v: isinstance(v, str) and not v.strip()).to_numpy(dtype=bool)
     return empty
+
+
+def _invalid(splits: Splits, roles: list[str], quality: QualityConfig, classification: bool) -> Rule | None:
+    """Cells of numeric columns that are no finite number become gaps, counted with their rows, then
+    handled as quality.invalid says. From here on those columns hold numbers only."""
+    columns = [c for c in splits.features if c not in splits.categorical and c not in roles]
+    if "label" in roles and not classification:
+        columns.append("label")
+    if not columns:
+        return None
+    found: list[tuple[str, list]] = []
+    firsts: dict[str, tuple[int, str]] = {}  # column -> (cells, first cell and where)
+    for split in list(splits.frames):
+        features, labels = _numbers_in(splits.frames[split], split, columns, firsts)
+        found.append((split, splits.frames[split].loc[features | labels, "_row"].tolist()))
+        splits.drop(split, labels, "invalid label")  # a label cannot be imputed
+        if quality.invalid != "impute":
+            splits.drop(split, features[~labels], "invalid feature")
+    rows = sum(len(r) for _, r in found)
+    cells = sum(n for n, _ in firsts.values())
+    stop = quality.invalid == "stop"
+    if not cells:
+        return Rule("invalid", True, 0, 0 if stop else None, 0, [], "every numeric value is a finite number",
+                    fatal=stop)
+    detail = "; ".join(f"{_column_name(c)}: {n:,} (first {where})" for c, (n, where) in firsts.items())
+    message = (f"{_n(cells, 'value')} in numeric columns {_v(cells, 'is', 'are')} not a finite number ({detail}); "
+               + _invalid_outcome(quality.invalid, "label" in firsts, len(firsts) > ("label" in firsts)))
+    return Rule("invalid", not stop, cells, 0 if stop else None, rows, _examples(found), message, fatal=stop)
+
+
+def _numbers_in(frame: pd.DataFrame, split: str, columns: list[str], firsts: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Turn `columns` of the frame into numbers; (rows with a bad feature cell, rows with a bad label)."""
+    features, labels = np.zeros(len(frame), dtype=bool), np.zeros(len(frame), dtype=bool)
+    for column in columns:
+        if column not in frame:
+            continue
+        values = frame[column]
+        numbers, bad = as_numbers(values)
+        if bad.any():
+            at = int(np.flatnonzero(bad)[0])
+            where = f"{short_repr(values.iloc[at])} at {split}:{int(frame['_row'].iloc[at])}"
+            n, where = firsts.get(column, (0, where))
+            firsts[column] = (n + int(bad.sum()), where)
+        if bad.any() or not pd.api.types.is_numeric_dtype(values):
+            frame[column] = numbers
+        if column == "label":
+            labels |= bad
+        else:
+            features |= bad
+    return features, labels
+
+
+def _column_name(column: str) -> str:
+    return "label" if column == "label" else f"feature '{column}'"
+
+
+def _invalid_outcome(choice: str, labels: bool, features: bool) -> str:
+    if choice == "stop":
+        return ("quality.invalid: stop ends the run: set it to drop (the rows) or impute (the training mean)"
+                + (", or list a column of categories in data.categorical" if features else ""))
+    if choice == "drop":
+        return "their rows are dropped (quality.invalid: drop)"
+    outcome = "filled with the training mean (quality.invalid: impute)" if features else ""
+    return "; ".join(x for x in (outcome, "rows with such a label are dropped" if labels else "") if x)
 
 
 def _unreadable(splits: Splits, quality: QualityConfig) -> tuple[Rule, dict[str, pd.Series]]:
@@ -124,13 +208,26 @@ def _unreadable(splits: Splits, quality: QualityConfig) -> tuple[Rule, dict[str,
                 _examples(found), message), keys
 
 
-def _tidy_labels(splits: Splits) -> None:
-    # A label column with a blank cell reads as float (1.0); once the blank row is gone, say 1 again.
+def _tidy_labels(splits: Splits, classification: bool) -> None:
     for frame in splits.frames.values():
         label = frame.get("label")
-        if label is not None and pd.api.types.is_float_dtype(label) and len(label) \
-                and np.all(np.mod(label.to_numpy(), 1) == 0):
+        if label is None or not len(label):
+            continue
+        if classification and label.dtype == object and len({isinstance(v, str) for v in label}) > 1:
+            frame["label"] = label.map(str)  # JSON's 1 and "1" are one class
+        elif pd.api.types.is_float_dtype(label) and _whole(label.to_numpy()):
+            # A label column with a blank cell reads as float (1.0); once the blank row is gone, say 1 again.
             frame["label"] = label.astype("int64")
+
+
+def _whole(values: np.ndarray) -> bool:
+    with np.errstate(invalid="ignore"):
+        return bool(np.all(np.abs(values) < 2**53) and np.all(np.mod(values, 1) == 0))
+
+
+def _label_counts(labels: pd.Series) -> dict[str, int]:
+    counts = {str(k): int(v) for k, v in labels.value_counts(sort=False).items()}
+    return dict(sorted(counts.items(), key=lambda kv: natural_order(kv[0])))
 
 
 def _input_keys(frame: pd.DataFrame, features: list[str], image_keys: pd.Series | None) -> pd.Series:
@@ -202,7 +299,8 @@ def _class_rules(train: dict[str, int], quality: QualityConfig) -> list[Rule]:
     counts = {k: v for k, v in train.items() if v > 0}
     n = len(counts)
     rules = [Rule("classes", n >= 2, n, 2, n, [],
-                  f"train has {n} class{'es' * (n != 1)}" + ("" if n >= 2 else "; a classifier needs at least 2"))]
+                  f"train has {n} class{'es' * (n != 1)}" + ("" if n >= 2 else "; a classifier needs at least 2"),
+                  fatal=True)]
     if n:
         big, small = max(counts, key=counts.get), min(counts, key=counts.get)
         ratio = counts[big] / counts[small]
@@ -221,14 +319,26 @@ def _class_rules(train: dict[str, int], quality: QualityConfig) -> list[Rule]:
 
 
 def _length_stats(text: pd.Series) -> dict[str, dict[str, float]]:
+    """Characters always; whitespace words only where the texts are written with spaces between words
+    (every Chinese line would be "1 word")."""
     text = text.astype("str")
+    units = {"chars": text.str.len()}
+    if _spaced(text):
+        units["words"] = text.str.count(r"\S+")
     out = {}
-    for unit, values in (("chars", text.str.len()), ("tokens", text.str.count(r"\S+"))):
+    for unit, values in units.items():
         v = values.to_numpy(dtype=float)
         if len(v):
             out[unit] = {"min": float(v.min()), "mean": round(float(v.mean()), 2),
                          "p95": float(np.percentile(v, 95)), "max": float(v.max())}
     return out
+
+
+def _spaced(text: pd.Series, sample: int = 5_000) -> bool:
+    """Whether most characters are in scripts that put spaces between words; a sample decides."""
+    head = text.head(sample)
+    letters = int(head.str.len().sum() - head.str.count(r"\s").sum())
+    return letters > 0 and int(head.str.count(_UNSPACED).sum()) * 2 < letters
 
 
 def _text_length(splits: Splits, limit: int) -> Rule:

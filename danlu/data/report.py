@@ -9,6 +9,10 @@ from danlu.errors import DataError
 from danlu.run import atomic_write_json, atomic_write_text
 
 
+# What the text length units count, as the report names them.
+UNITS = {"chars": "characters", "words": "words (split on whitespace)"}
+
+
 @dataclass
 class Rule:
     name: str
@@ -18,6 +22,8 @@ class Rule:
     count: int  # rows (or classes) concerned
     examples: list[str] = field(default_factory=list)  # "split:row", at most 5
     message: str = ""
+    # failing stops the run whatever quality.on_fail says: nothing could be trained past it
+    fatal: bool = False
 
     def line(self) -> str:
         eg = f" (e.g. {', '.join(self.examples)})" if self.examples else ""
@@ -27,7 +33,7 @@ class Rule:
 @dataclass
 class QualityReport:
     rules: list[Rule]
-    counts: dict[str, dict[str, int]]  # split -> {"read": n, "kept": n}
+    counts: dict[str, dict[str, int]]  # split -> {"read": n, "kept": n, "sampled_from": n with data.limit}
     labels: dict[str, dict[str, int]] = field(default_factory=dict)  # split -> label -> count
     text_lengths: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
     dropped: dict[str, dict[str, list[int]]] = field(default_factory=dict)
@@ -49,10 +55,10 @@ class QualityReport:
     def to_markdown(self) -> str:
         out = ["# Data report", "", f"**Quality gate: {'passed' if self.passed else 'FAILED'}**", ""]
         out += ["## Rows per split", "", "| split | read | kept | dropped |", "|---|---:|---:|---:|"]
-        out += [f"| {s} | {c['read']:,} | {c['kept']:,} | {c['read'] - c['kept']:,} |" for s, c in self.counts.items()]
+        out += [f"| {s} | {_read(c)} | {c['kept']:,} | {c['read'] - c['kept']:,} |" for s, c in self.counts.items()]
         if self.labels:
             splits = list(self.labels)
-            classes = sorted({k for dist in self.labels.values() for k in dist}, key=_natural)
+            classes = sorted({k for dist in self.labels.values() for k in dist}, key=natural_order)
             out += ["", "## Label distribution", "", "| label | " + " | ".join(splits) + " |",
                     "|---|" + "---:|" * len(splits)]
             for label in classes:
@@ -66,7 +72,8 @@ class QualityReport:
                     "|---|---|---:|---:|---:|---:|"]
             for s, units in self.text_lengths.items():
                 for unit, st in units.items():
-                    out.append(f"| {s} | {unit} | {st['min']:g} | {st['mean']:.1f} | {st['p95']:g} | {st['max']:g} |")
+                    out.append(f"| {s} | {UNITS.get(unit, unit)} | {st['min']:g} | {st['mean']:.1f} | {st['p95']:g} | "
+                               f"{st['max']:g} |")
         out += ["", "## Rules", "", "| rule | result | observed | threshold | count | examples | message |",
                 "|---|---|---:|---:|---:|---|---|"]
         for r in self.rules:
@@ -84,14 +91,23 @@ class QualityReport:
 
 
 def enforce(report: QualityReport, on_fail: str = "stop") -> list[str]:
-    """Raise DataError naming every failing rule (on_fail "stop"), else return them as warnings."""
+    """Raise DataError naming every failing rule (on_fail "stop", or a fatal rule failed), else return
+    them as warnings."""
     lines = [rule.line() for rule in report.failures]
-    if lines and on_fail == "stop":
+    fatal = [rule.name for rule in report.failures if rule.fatal]
+    if lines and (on_fail == "stop" or fatal):
         raise DataError(
             f"data quality gate failed ({len(lines)} rule{'s' * (len(lines) != 1)}):\n"
-            + "\n".join(f"  - {line}" for line in lines)
-            + "\nfix the data, relax the thresholds under `quality:`, or set quality.on_fail: warn")
+            + "\n".join(f"  - {line}" for line in lines) + "\n" + _advice(on_fail, fatal))
     return lines
+
+
+def _advice(on_fail: str, fatal: list[str]) -> str:
+    waived = f"quality.on_fail: warn does not cover {', '.join(fatal)}: nothing could train past it"
+    if on_fail != "stop":
+        return f"{waived}; fix the data"
+    advice = "fix the data, relax the thresholds under `quality:`, or set quality.on_fail: warn"
+    return advice + (f" ({waived})" if fatal else "")
 
 
 def save_report(report: QualityReport, run_dir: Path) -> tuple[Path, Path]:
@@ -114,9 +130,14 @@ def _cell(text: str) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
-def _natural(label: str):
-    # "2" before "10" when labels are numbers, alphabetical otherwise
+def natural_order(label: str):
+    """Sort key: "2" before "10" when labels are numbers, alphabetical otherwise."""
     try:
         return (0, float(label), "")
     except ValueError:
         return (1, 0.0, label)
+
+
+def _read(counts: dict[str, int]) -> str:
+    drawn = counts.get("sampled_from")
+    return f"{counts['read']:,}" + (f" (sampled from {drawn:,})" if drawn else "")

@@ -3,7 +3,8 @@
 Every frame gets `_row` (where the example is in its source: the 1-based line number for text
 files, header included, else index + 1) and `_source` (the file it came from), so every later
 message can say "train.tsv line 812". Values stay as written, except that columns whose every
-value reads as a number become numbers and empty fields become missing.
+value reads as a number become numbers (gaps spelled NaN, null, N/A in them missing) and empty
+fields become missing.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from danlu.data import builtin, hub, images
 from danlu.data.config import DataConfig
 from danlu.data.paths import display_path, is_glob, resolve_data_path, resolve_data_paths
 from danlu.data.rows import finish
+from danlu.data.values import is_gap_text, spelled_missing, to_number
 from danlu.errors import DataError
 
 EXTENSIONS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl",
@@ -198,9 +200,12 @@ def read_jsonl(path: Path) -> pd.DataFrame:
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
+            record, why = _load_json(line)
         except json.JSONDecodeError as exc:
             bad.append(f"line {number} ({exc.msg} at column {exc.colno})")
+            continue
+        if why:
+            bad.append(f"line {number} ({why})")
             continue
         if not isinstance(record, dict):
             bad.append(f"line {number} (a {type(record).__name__}, not an object)")
@@ -222,9 +227,11 @@ def read_json(path: Path) -> pd.DataFrame:
     if not text.strip():
         raise DataError(f"{name} is empty")
     try:
-        content = json.loads(text)
+        content, why = _load_json(text)
     except json.JSONDecodeError as exc:
         raise DataError(f"{name}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+    if why:
+        raise DataError(f"{name}: invalid JSON: {why}")
     if isinstance(content, dict):
         lists = [v for v in content.values() if isinstance(v, list)]
         if len(lists) == 1 and all(isinstance(r, dict) for r in lists[0]):
@@ -240,6 +247,30 @@ def read_json(path: Path) -> pd.DataFrame:
     if not content:
         raise DataError(f"{name} is empty")
     return finish(pd.DataFrame.from_records(content), range(1, len(content) + 1), path)
+
+
+def _load_json(text: str) -> tuple[object, str | None]:
+    """(the value, None), or (None, why it is JSON danlu cannot use); a syntax error is raised as is."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        raise
+    except RecursionError:
+        return None, "nested too deeply"
+    except ValueError:  # Python refuses to read an integer of more than 4,300 digits
+        return None, "an integer too long to read"
+    # JSON may spell half of a UTF-16 pair ("\ud800"), which is no character: nothing downstream can encode it.
+    if "\\u" in text and _has_lone_surrogate(value):
+        return None, "a \\u escape that is half of a UTF-16 surrogate pair, not a character"
+    return value, None
+
+
+def _has_lone_surrogate(value) -> bool:
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def read_parquet(path: Path) -> pd.DataFrame:
@@ -268,21 +299,33 @@ def read_txt(path: Path, whole: bool = False) -> pd.DataFrame:
 
 
 def coerce_numeric(frame: pd.DataFrame) -> pd.DataFrame:
+    """Columns whose every value reads as a number become numbers, gaps spelled as text (NaN, null,
+    N/A) in them missing. A column with stray text keeps its text: whether such a column is numbers
+    is decided for the feature columns alone (load_splits), and the stray cells are the gate's to count."""
     for column in frame.columns:
         values = frame[column]
         present = values.dropna()
         if present.empty:
             continue
-        try:  # a cheap look at one value first: most text columns stop here
-            float(present.iloc[0])
-            numbers = pd.to_numeric(values, errors="coerce")
-        except (TypeError, ValueError):
-            numbers = None
-        if numbers is not None and numbers.notna().sum() == len(present):
+        numbers = _numbers(values, present)
+        if numbers is not None:
             frame[column] = numbers
         elif values.dtype == object and pd.api.types.infer_dtype(present, skipna=True) == "string":
             frame[column] = values.astype("str")
     return frame
+
+
+def _numbers(values: pd.Series, present: pd.Series) -> pd.Series | None:
+    """The column as numbers when every value that is there, gaps aside, reads as one; else None."""
+    first = next((v for v in present.iloc[:50] if not is_gap_text(v)), None)
+    if first is None or to_number(first) is None:  # a cheap look first: most text columns stop here
+        return None
+    gaps = spelled_missing(values)
+    try:
+        numbers = pd.to_numeric(values.mask(gaps), errors="coerce")
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return numbers if numbers.notna().sum() == len(present) - gaps.sum() else None
 
 
 def _lines(count: int, one: str, many: str) -> str:

@@ -16,6 +16,7 @@ from danlu.data.config import SPLIT_NAMES, DataConfig
 from danlu.data.images import SPLIT_FOLDERS
 from danlu.data.paths import display_path
 from danlu.data.sources import read_source
+from danlu.data.values import CONTAINERS, mostly_numbers, spelled_missing
 from danlu.errors import DataError
 
 META = ("_row", "_source")
@@ -25,6 +26,8 @@ INPUT_ROLES = ("text", "image")
 @dataclass
 class Splits:
     """frames: split -> frame with role columns (text/label/image), feature columns, _row, _source.
+    features: the feature columns; those not in categorical are numbers (a stray text cell in one
+    is the quality gate's to count and turn into a number or a gap).
     dropped: split -> reason -> source row numbers removed (by the quality gate)."""
 
     frames: dict[str, pd.DataFrame]
@@ -32,6 +35,7 @@ class Splits:
     categorical: list[str] = field(default_factory=list)
     dropped: dict[str, dict[str, list[int]]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    sampled_from: dict[str, int] = field(default_factory=dict)  # split -> rows a data.limit sample was drawn from
 
     def sizes(self) -> dict[str, int]:
         return {name: len(frame) for name, frame in self.frames.items()}
@@ -55,15 +59,20 @@ def load_splits(data: DataConfig, roles: list[str], recipe_dir: Path | None,
     features, categorical = _feature_columns(frames, data, roles)
     keep = [*dict.fromkeys([r for r in roles] + features), *META]
     frames = {name: frame[[c for c in keep if c in frame.columns]] for name, frame in frames.items()}
+    for frame in frames.values():
+        check_cells(frame, roles, features)
     stratify = classification and data.split.stratify and "label" in roles
     frames, more = _carve(frames, data, seed, stratify)
     notes += more
+    sampled_from: dict[str, int] = {}
     for name, cap in (data.limit or {}).items():
         if name in frames and len(frames[name]) > cap:
+            sampled_from[name] = len(frames[name])
             frames[name], note = _sample(frames[name], cap, seed, stratify)
+            notes.append(f"{name}: {cap:,} rows sampled from {sampled_from[name]:,} (data.limit.{name}, seed {seed})")
             notes += [f"{name}: {note}"] if note else []
     ordered = {name: frames[name].reset_index(drop=True) for name in SPLIT_NAMES if name in frames}
-    return Splits(ordered, features, categorical, notes=notes)
+    return Splits(ordered, features, categorical, notes=notes, sampled_from=sampled_from)
 
 
 def load_frame(path_or_source: str | dict, data: DataConfig, roles: list[str], recipe_dir: Path | None,
@@ -79,7 +88,26 @@ def load_frame(path_or_source: str | dict, data: DataConfig, roles: list[str], r
     frame = map_columns(got, data, roles, optional=optional)
     features, _ = _feature_columns({"data": frame}, data, roles)
     keep = [*dict.fromkeys(list(roles) + features), *META]
-    return frame[[c for c in keep if c in frame.columns]].reset_index(drop=True)
+    frame = frame[[c for c in keep if c in frame.columns]].reset_index(drop=True)
+    check_cells(frame, roles, features)
+    return frame
+
+
+def check_cells(frame: pd.DataFrame, roles: Iterable[str], features: list[str]) -> None:
+    """A label or a feature is one value, a text is text: a JSON array or object there has no
+    meaning to a model (a text's list of lines is joined before this)."""
+    for column in dict.fromkeys([*roles, *features]):
+        if column == "image" or column not in frame or frame[column].dtype != object:
+            continue
+        kinds = (dict, set) if column == "text" else CONTAINERS
+        bad = frame[column].map(lambda v: isinstance(v, kinds)).to_numpy(dtype=bool)
+        count = int(bad.sum())
+        if count:
+            at = int(np.flatnonzero(bad)[0])
+            what = f"feature '{column}'" if column in features and column not in roles else f"the {column}"
+            kind = type(frame[column].iloc[at]).__name__
+            raise DataError(f"{_name(frame)} line {int(frame['_row'].iloc[at])}: {what} is a {kind}, not a single "
+                            f"value ({count:,} row{'s' * (count != 1)} like it); give one string or number per cell")
 
 
 def kfold_indices(labels, k: int, seed: int, stratify: bool = True) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -220,8 +248,15 @@ def _feature_columns(frames: dict[str, pd.DataFrame], data: DataConfig, roles: l
                             f"{', '.join(features)}" + (f"; did you mean '{close[0]}'?" if close else ""))
         categorical = list(data.categorical)
     else:
-        categorical = [c for c in features if not pd.api.types.is_numeric_dtype(first[c])]
+        categorical = [c for c in features if not _numeric(first[c])]
     return features, categorical
+
+
+def _numeric(values: pd.Series) -> bool:
+    # One `?` among numbers must not make a column of categories: the gate reports that cell instead.
+    if pd.api.types.is_numeric_dtype(values):
+        return True
+    return (values.dtype == object or isinstance(values.dtype, pd.StringDtype)) and mostly_numbers(values)
 
 
 def _size(value: float | int, n: int) -> int:
@@ -287,7 +322,7 @@ def _take(index: np.ndarray, pool: pd.DataFrame, count: int, seed: int, stratify
 
     if count == 0:
         return index, index[:0], None
-    labels = pool["label"].iloc[index].astype(str).to_numpy() if stratify else None
+    labels = _strata(pool["label"].iloc[index]) if stratify else None
     try:
         kept, taken = train_test_split(index, test_size=count, random_state=seed, stratify=labels)
         return kept, taken, None
@@ -297,6 +332,16 @@ def _take(index: np.ndarray, pool: pd.DataFrame, count: int, seed: int, stratify
         kept, taken = train_test_split(index, test_size=count, random_state=seed)
         return kept, taken, (f"split of {count} rows not stratified: some class has too few rows "
                              "to appear on both sides")
+
+
+def _strata(labels: pd.Series) -> np.ndarray:
+    """Stratification keys. A row without a label (the gate drops it) goes with the largest class:
+    one gap must not be a class of one that makes the whole split give up stratifying."""
+    keys = labels.astype(str).to_numpy(dtype=object)
+    gaps = labels.isna().to_numpy() | spelled_missing(labels)
+    if gaps.any() and not gaps.all():
+        keys[gaps] = pd.Series(keys[~gaps]).mode().iloc[0]
+    return keys
 
 
 def _sample(frame: pd.DataFrame, cap: int, seed: int, stratify: bool) -> tuple[pd.DataFrame, str | None]:

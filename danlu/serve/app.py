@@ -1,7 +1,8 @@
 """The HTTP app: create_app(runner, settings) -> FastAPI.
 
 Endpoints: POST /v1/predict, GET /v1/models (bearer auth when DANLU_API_KEY is set), GET /healthz,
-GET /readyz, GET /metrics (always open: probes and scrapers carry no key).
+GET /readyz, GET /metrics (always open: probes and scrapers carry no key). GET /openapi.json, /docs and
+/redoc are open without a key; with one, /openapi.json needs it too and the two pages are off.
 
 Route modules extend the app without editing it: each name in ROUTE_MODULES that can be imported
 gets `register(app, ctx)` with a ServeContext, and decides itself whether the served model suits
@@ -20,16 +21,17 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 import pandas as pd
-from fastapi import Depends, FastAPI, HTTPException
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from danlu.errors import DanluError
 from danlu.serve.batcher import MicroBatcher, QueueFull, ShuttingDown
 from danlu.serve.metrics import ServeMetrics
-from danlu.serve.middleware import BodyLimitMiddleware, MetricsMiddleware
+from danlu.serve.middleware import BodyLimitMiddleware, HeaderLimitMiddleware, MetricsMiddleware
 from danlu.serve.runner import TaskRunner
-from danlu.serve.schemas import request_model, response_model
+from danlu.serve.schemas import client_errors, request_model, response_model
 
 log = logging.getLogger("danlu.serve")
 ROUTE_MODULES = ("danlu.serve.openai_routes",)
@@ -44,6 +46,9 @@ class ServeSettings:
     max_wait_ms: float = 5.0
     max_queue: int = 256  # inputs waiting, across requests
     max_body_kb: int = 1024
+    max_header_kb: int = 16  # all request headers together; more: 431
+    max_headers: int = 100  # more: 431
+    body_timeout_s: float = 30.0  # for the whole request body to arrive; later: 408
     workers_threads: int = 1  # model calls that may run at once
     api_key: Optional[str] = None
     graceful_timeout_s: float = 30.0
@@ -85,7 +90,13 @@ def create_app(runner: TaskRunner, settings: Optional[ServeSettings] = None,
             # uvicorn has already waited for open requests; this drains anything still queued.
             await batcher.close(settings.graceful_timeout_s)
 
-    app = FastAPI(title="danlu", summary=f"{info.name} ({info.task})", lifespan=lifespan)
+    # Behind a key the schema is for key holders only: it names the model, its task and every feature,
+    # as /v1/models does. The /docs and /redoc pages fetch it from the browser, which sends no bearer
+    # key, so behind a key they could only show an error: they are off.
+    public = settings.api_key is None
+    app = FastAPI(title="danlu", summary=f"{info.name} ({info.task})", lifespan=lifespan,
+                  openapi_url="/openapi.json" if public else None, docs_url="/docs" if public else None,
+                  redoc_url="/redoc" if public else None)
     require_key = _auth(settings.api_key)
     ctx = ServeContext(runner, settings, batcher, metrics, require_key)
     app.state.ctx = ctx
@@ -95,6 +106,11 @@ def create_app(runner: TaskRunner, settings: Optional[ServeSettings] = None,
     # Routes sit on the app itself, not an included router: app.routes then lists their paths,
     # which the metrics use as endpoint labels.
     v1 = [Depends(require_key)]
+    _json_safe_errors(app)
+    if not public:
+        @app.get("/openapi.json", dependencies=v1, include_in_schema=False)
+        async def openapi():
+            return JSONResponse(app.openapi())
 
     @app.post("/v1/predict", dependencies=v1, response_model=Answer, summary=f"predict with {info.name}")
     async def predict(body: Body):
@@ -106,7 +122,8 @@ def create_app(runner: TaskRunner, settings: Optional[ServeSettings] = None,
                                 headers=RETRY) from None
         except ShuttingDown:
             raise HTTPException(503, "server is shutting down", headers=RETRY) from None
-        except DanluError as exc:  # input the model cannot read (an image PIL decodes only halfway)
+        except DanluError as exc:  # input the model cannot read (an image PIL decodes only halfway), or
+            # outputs that are not finite (inference.require_finite): an answer of NaN scores is no answer
             raise HTTPException(422, str(exc)) from None
         except Exception:
             log.exception("prediction failed")
@@ -145,11 +162,22 @@ def create_app(runner: TaskRunner, settings: Optional[ServeSettings] = None,
             continue
         module.register(app, ctx)
 
-    # Added last = outermost: metrics see the 413s the body limit answers.
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_kb * 1024)
+    # Added last = outermost: metrics see the 413s, 408s and 431s the limits answer.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_kb * 1024, timeout_s=settings.body_timeout_s)
+    app.add_middleware(HeaderLimitMiddleware, max_bytes=settings.max_header_kb * 1024, max_count=settings.max_headers)
     app.add_middleware(MetricsMiddleware, metrics=metrics,
                        endpoints=lambda: {getattr(r, "path", "") for r in app.routes})
     return app
+
+
+def _json_safe_errors(app: FastAPI) -> None:
+    """FastAPI's own handler echoes the rejected input, and a NaN, an Infinity or a lone surrogate in it made
+    the 422 itself fail to encode: a 500 that also dropped the connection. This sends the same shape, safely."""
+
+    async def invalid(request: Request, exc: RequestValidationError):
+        return JSONResponse({"detail": client_errors(exc.errors())}, status_code=422)
+
+    app.add_exception_handler(RequestValidationError, invalid)
 
 
 def _auth(api_key: Optional[str]):

@@ -38,11 +38,12 @@ class _Request:
 class MicroBatcher:
     def __init__(self, predict: Callable[[list], list], max_batch: int = 32, max_wait_s: float = 0.005,
                  max_queue: int = 256, threads: int = 1,
-                 on_batch: Callable[[int, float], None] | None = None):
-        """`predict(rows) -> results`, one result per row; `on_batch(size, seconds)` per model call."""
+                 on_batch: Callable[[int, float], None] | None = None, clock: Callable[[], float] = time.monotonic):
+        """`predict(rows) -> results`, one result per row; `on_batch(size, seconds)` per model call;
+        `clock()`: when a request arrives, in seconds (the gaps between arrivals decide whether to wait)."""
         if max_batch < 1 or max_queue < 1 or threads < 1:
             raise ValueError("max_batch, max_queue and threads must be at least 1")
-        self._predict, self._on_batch = predict, on_batch
+        self._predict, self._on_batch, self._clock = predict, on_batch, clock
         self.max_batch, self.max_wait_s, self.max_queue, self.threads = max_batch, max_wait_s, max_queue, threads
         self.pending = 0  # inputs waiting in the queue, not yet in a model call
         self._last_arrival = 0.0
@@ -75,7 +76,7 @@ class MicroBatcher:
         if self.pending + len(rows) > self.max_queue:
             raise QueueFull()
         # A burst (a gap of ~0) pulls the average down at once; a pause pushes it up slowly.
-        now = time.monotonic()
+        now = self._clock()
         self._gap = min(now - self._last_arrival, 0.8 * self._gap + 0.2 * (now - self._last_arrival))
         self._last_arrival = now
         future = asyncio.get_running_loop().create_future()

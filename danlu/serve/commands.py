@@ -7,7 +7,6 @@ imports this module too.
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from typing import Optional
 
@@ -32,6 +31,11 @@ def serve(run: Path = typer.Argument(..., help="a finished run directory"),
           max_queue: int = typer.Option(256, "--max-queue", min=1,
                                         help="most inputs waiting; beyond it requests get 503"),
           max_body_kb: int = typer.Option(1024, "--max-body-kb", min=1, help="larger bodies get 413"),
+          max_header_kb: int = typer.Option(16, "--max-header-kb", min=1,
+                                            help="larger request headers (all together) get 431"),
+          max_headers: int = typer.Option(100, "--max-headers", min=1, help="more request headers get 431"),
+          body_timeout: float = typer.Option(30.0, "--body-timeout", min=0.001,
+                                             help="seconds a request body may take to arrive; later: 408"),
           workers_threads: int = typer.Option(1, "--workers-threads", min=1,
                                               help="model calls that may run at once"),
           torch_threads: int = typer.Option(0, "--torch-threads", min=0,
@@ -57,6 +61,8 @@ def serve(run: Path = typer.Argument(..., help="a finished run directory"),
 
         settings = ServeSettings.from_env(host=host, port=port, max_batch=max_batch, max_wait_ms=max_wait_ms,
                                           max_queue=max_queue, max_body_kb=max_body_kb,
+                                          max_header_kb=max_header_kb, max_headers=max_headers,
+                                          body_timeout_s=body_timeout,
                                           workers_threads=workers_threads, graceful_timeout_s=graceful_timeout,
                                           log_level=log_level, access_log=access_log)
         if precision not in ("fp32", "bf16"):

@@ -37,6 +37,8 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
+from danlu.serve.schemas import UnicodeText
+
 
 log = logging.getLogger("danlu.serve")
 PATHS = ("/v1/completions", "/v1/chat/completions")
@@ -76,20 +78,20 @@ class _Sampling(BaseModel):
 
 
 class CompletionRequest(_Sampling):
-    prompt: Union[str, Annotated[list[str], Field(min_length=1, max_length=MAX_PROMPTS)]]
+    prompt: Union[UnicodeText, Annotated[list[UnicodeText], Field(min_length=1, max_length=MAX_PROMPTS)]]
     max_tokens: int = Field(16, ge=1, le=MAX_TOKENS)
 
 
 class TextPart(BaseModel):
     model_config = ConfigDict(extra="forbid")
     type: Literal["text"]
-    text: str
+    text: UnicodeText
 
 
 class Message(BaseModel):
     model_config = ConfigDict(extra="forbid")
     role: Literal["system", "developer", "user", "assistant", "tool"]
-    content: Union[str, list[TextPart], None] = None
+    content: Union[UnicodeText, list[TextPart], None] = None
     name: Optional[str] = None
 
     def text(self) -> str:

@@ -206,3 +206,37 @@ def test_resolve_tries_recipe_dir_then_data_root(tmp_path, monkeypatch):
         resolve_data_path("set/trian.csv", tmp_path / "recipes")
     assert "tried:" in str(err.value) and str(tmp_path / "recipes" / "set/trian.csv") in str(err.value)
     assert "did you mean 'set/train.csv'?" in str(err.value)
+
+
+def test_a_numeric_column_with_gaps_spelled_out_stays_numeric(write, tmp_path):
+    write("a.csv", "x,label\n1.5,a\nNaN,b\nnull,a\n N/A ,b\nNone,a\nna,b\n2,a\n")
+    frame = read("a.csv", tmp_path)
+    assert pd.api.types.is_float_dtype(frame["x"])
+    assert frame["x"].isna().tolist() == [False, True, True, True, True, True, False]
+
+
+def test_a_numeric_column_with_stray_text_keeps_its_text_for_the_gate(write, tmp_path):
+    write("a.csv", "x,label\n1.5,a\n?,b\nabc,a\n2,b\n")
+    assert read("a.csv", tmp_path)["x"].tolist() == ["1.5", "?", "abc", "2"]
+
+
+@pytest.mark.parametrize("value, why", [
+    ("[" * 100_000 + "]" * 100_000, r"line 2 \(nested too deeply\)"),
+    ("9" * 5000, r"line 2 \(an integer too long to read\)"),
+    ('"\\ud800"', r"line 2 \(a \\u escape that is half of a UTF-16 surrogate pair"),
+])
+def test_jsonl_values_python_cannot_hold_name_their_line(write, tmp_path, value, why):
+    write("a.jsonl", '{"text": "a", "label": 1}\n{"text": "b", "label": ' + value + '}\n')
+    with pytest.raises(DataError, match=rf"a.jsonl: 1 line is not a JSON object: {why}"):
+        read("a.jsonl", tmp_path)
+
+
+def test_json_nested_too_deeply_is_a_data_error(write, tmp_path):
+    write("a.json", "[" * 100_000 + "]" * 100_000)
+    with pytest.raises(DataError, match=r"a.json: invalid JSON: nested too deeply"):
+        read("a.json", tmp_path)
+
+
+def test_a_surrogate_pair_escape_is_one_character(write, tmp_path):
+    write("a.jsonl", '{"text": "smile \\ud83d\\ude00", "label": 1}\n')
+    assert read("a.jsonl", tmp_path)["text"].tolist() == ["smile \U0001F600"]

@@ -224,3 +224,40 @@ def test_hub_single_split_is_a_pool_that_gets_split(monkeypatch, tmp_path):
     monkeypatch.setattr(datasets, "load_dataset", lambda path, **kw: pool)
     splits = load_splits(DataConfig(source="hub:x", hub={"split": "train"}), ["text", "label"], tmp_path)
     assert splits.sizes() == {"train": 35, "validation": 5, "test": 10}
+
+
+def test_a_mostly_numeric_column_is_a_number_feature_not_a_category(write, tmp_path):
+    write("t.csv", "x,colour,label\n1,red,a\n?,blue,b\n3,red,a\nabc,blue,b\n5,red,a\n")
+    splits = load_splits(DataConfig(source="t.csv", split={"validation": 0, "test": 0}), ["label"], tmp_path)
+    assert splits.features == ["x", "colour"] and splits.categorical == ["colour"]
+
+
+@pytest.mark.parametrize("cell, kind", [("[0]", "list"), ('{"a": 1}', "dict")])
+def test_a_label_that_is_not_one_value_names_its_line(write, tmp_path, cell, kind):
+    write("a.jsonl", '{"text": "a", "label": 1}\n\n{"text": "b", "label": ' + cell + '}\n')
+    with pytest.raises(DataError, match=rf"a.jsonl line 3: the label is a {kind}, not a single value \(1 row like"):
+        load_splits(DataConfig(source="a.jsonl", split={"validation": 0, "test": 0}), ["text", "label"], tmp_path)
+    write("t.jsonl", '{"x": [1, 2], "label": 1}\n{"x": 3, "label": 0}\n')
+    with pytest.raises(DataError, match=r"t.jsonl line 1: feature 'x' is a list"):
+        load_splits(DataConfig(source="t.jsonl", split={"validation": 0, "test": 0}), ["label"], tmp_path)
+    with pytest.raises(DataError, match=r"t.jsonl line 1: feature 'x' is a list"):
+        load_frame("t.jsonl", DataConfig(source="t.jsonl"), ["label"], tmp_path)
+
+
+def test_a_limit_sample_says_how_many_rows_it_was_drawn_from(write, tmp_path):
+    labelled_csv(write, n=300, positive_share=0.2)
+    splits = load_splits(DataConfig(source="data.csv", limit={"train": 50}), ["text", "label"], tmp_path)
+    assert splits.sampled_from == {"train": 210}  # 300 - 30 validation - 60 test
+    assert "train: 50 rows sampled from 210 (data.limit.train, seed 42)" in splits.notes
+
+
+@pytest.mark.parametrize("gap", ["", "NaN", "null"])
+def test_a_missing_label_does_not_stop_the_split_from_stratifying(write, tmp_path, gap):
+    path = labelled_csv(write, n=200, positive_share=0.3)
+    lines = path.read_text().splitlines()
+    lines[100] = lines[100].rsplit(",", 1)[0] + "," + gap
+    path.write_text("\n".join(lines) + "\n")
+    splits = load_splits(DataConfig(source="data.csv", split={"validation": 0.1, "test": 0.2}), ["text", "label"],
+                         tmp_path)
+    assert not any("not stratified" in note for note in splits.notes)
+    assert (splits.frames["test"]["label"] == "pos").sum() == 12  # 30 % of 40, as without the gap

@@ -1,28 +1,26 @@
-"""Shared by the serve tests: one tiny trained text classifier."""
+"""Shared by the serve tests: a tiny trained text classifier, table classifier and causal LM."""
 
 import pytest
 
-GOOD = ["a wonderful film", "great acting and a great story", "i loved it", "truly wonderful", "great fun"]
-BAD = ["a terrible film", "awful acting and a dull story", "i hated it", "truly awful", "dull and boring"]
+from servekit import train_table_run, train_text_run
 
 
 @pytest.fixture(scope="session")
 def text_run(tmp_path_factory):
-    from danlu.pipeline import train
-    from danlu.recipe import recipe_from_dict
+    return train_text_run(tmp_path_factory.mktemp("serve"))
 
-    tmp = tmp_path_factory.mktemp("serve")
-    rows = [(t, "pos") for t in GOOD] + [(t, "neg") for t in BAD]
-    (tmp / "reviews.csv").write_text("text,label\n" + "".join(f"{t},{y}\n" for t, y in rows * 6))
-    recipe = recipe_from_dict({
-        "name": "reviews", "task": "text-classification",
-        "data": {"source": str(tmp / "reviews.csv")},
-        "quality": {"on_fail": "warn"},
-        "model": {"arch": "bert", "size": "tiny", "layers": 1, "max_length": 32},
-        "tokenizer": {"vocab_size": 200, "min_frequency": 1},
-        "train": {"epochs": 1, "progress": False},
-    })
-    return train(recipe, tmp / "run").root
+
+@pytest.fixture(scope="session")
+def table_run(tmp_path_factory):
+    return train_table_run(tmp_path_factory.mktemp("serve-table"))
+
+
+@pytest.fixture(scope="session")
+def runners(table_run, text_run):
+    """The two classifiers loaded as `danlu serve` loads them, by kind."""
+    from danlu.serve.runner import load_runner
+
+    return {"table": load_runner(table_run), "text": load_runner(text_run)}
 
 
 LM_TEXT = "".join(f"the cat sat on the mat {i % 7}.\nthe dog ran to the log.\n" for i in range(150))

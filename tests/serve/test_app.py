@@ -10,7 +10,7 @@ from PIL import Image
 
 from danlu.serve.app import ServeSettings, create_app
 from danlu.serve.runner import load_runner
-from servekit import StubRunner, client_for, run
+from servekit import Gate, GatedRunner, StubRunner, client_for, run, until
 
 
 @pytest.fixture(scope="module")
@@ -37,11 +37,20 @@ def test_predict_one_and_many_with_the_trained_model(runner):
 
 def test_batched_answers_match_one_by_one_answers(runner):
     texts = ["a wonderful film", "i hated it", "great acting and a great story", "dull and boring", "x"]
+    gated = GatedRunner(runner, Gate())
 
     async def go():
-        async with client_for(create_app(runner, ServeSettings(max_wait_ms=50))) as client:
-            alone = [(await client.post("/v1/predict", json={"inputs": t})).json() for t in texts]
-            together = await asyncio.gather(*(client.post("/v1/predict", json={"inputs": t}) for t in texts))
+        app = create_app(gated, ServeSettings(max_wait_ms=50))
+        async with client_for(app) as client:
+            alone = []
+            for t in texts:
+                gated.gate.allow()
+                alone.append((await client.post("/v1/predict", json={"inputs": t})).json())
+            sent = asyncio.gather(*(client.post("/v1/predict", json={"inputs": t}) for t in texts))
+            # The first concurrent call is held until the other requests wait behind it: they share a call.
+            await held_with_the_rest_queued(app, gated, len(texts), before=len(texts))
+            gated.gate.open()
+            together = await sent
             metrics = (await client.get("/metrics")).text
             return alone, [r.json() for r in together], metrics
 
@@ -54,12 +63,27 @@ def test_batched_answers_match_one_by_one_answers(runner):
     assert _sample(metrics, "danlu_batch_size_sum") == 10
 
 
+async def held_with_the_rest_queued(app, runner, inputs: int, before: int = 0) -> None:
+    """Until the runner's first model call (after `before` inputs) is held at its gate and the rest of
+    `inputs` wait in the queue behind it."""
+    batcher = app.state.ctx.batcher
+
+    def held() -> bool:
+        return runner.gate.waiting == 1 and sum(runner.batches) - before + batcher.pending == inputs
+
+    await until(held, f"a model call held with all {inputs} inputs in or behind it")
+
+
 def test_concurrent_requests_share_model_calls():
-    stub = StubRunner(delay=0.05)
+    stub = StubRunner(gate=Gate())
 
     async def go():
-        async with client_for(create_app(stub, ServeSettings(max_batch=8, max_wait_ms=30))) as client:
-            replies = await asyncio.gather(*(client.post("/v1/predict", json={"inputs": f"t{i}"}) for i in range(16)))
+        app = create_app(stub, ServeSettings(max_batch=8, max_wait_ms=30))
+        async with client_for(app) as client:
+            sent = asyncio.gather(*(client.post("/v1/predict", json={"inputs": f"t{i}"}) for i in range(16)))
+            await held_with_the_rest_queued(app, stub, 16)
+            stub.gate.open()
+            replies = await sent
             return replies, (await client.get("/metrics")).text
 
     replies, metrics = run(go())
@@ -189,41 +213,49 @@ def test_invalid_bodies_get_422_naming_the_field():
 
 
 def test_a_full_queue_answers_503_at_once():
-    stub = StubRunner(delay=0.5)
+    stub = StubRunner(gate=Gate())
 
     async def go():
         app = create_app(stub, ServeSettings(max_batch=1, max_queue=1, max_wait_ms=0))
+        batcher = app.state.ctx.batcher
         async with client_for(app) as client:
             running = asyncio.create_task(client.post("/v1/predict", json={"inputs": "first"}))
-            await asyncio.sleep(0.1)  # first is in the model call now
+            await until(lambda: stub.gate.waiting == 1, "first held in the model call")
             waiting = asyncio.create_task(client.post("/v1/predict", json={"inputs": "second"}))
-            await asyncio.sleep(0.05)  # second fills the queue
-            loop = asyncio.get_running_loop()
-            began = loop.time()
+            await until(lambda: batcher.pending == 1, "second filling the queue")
             refused = await client.post("/v1/predict", json={"inputs": "third"})
-            refused_after = loop.time() - began
+            # The model call is still held: the 503 cannot have waited for it.
+            refused_while_held = stub.gate.waiting == 1 and not running.done()
             ready = await client.get("/readyz")
-            return await running, await waiting, refused, refused_after, ready, (await client.get("/metrics")).text
+            stub.gate.open()
+            return await running, await waiting, refused, refused_while_held, ready, (await client.get("/metrics")).text
 
-    first, second, refused, refused_after, ready, metrics = run(go())
+    first, second, refused, refused_while_held, ready, metrics = run(go())
     assert first.status_code == second.status_code == 200
     assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
-    assert refused_after < 0.3  # did not wait for the model
+    assert refused_while_held  # did not wait for the model
     assert ready.status_code == 503 and ready.json()["reason"] == "queue full"
     assert _sample(metrics, "danlu_queue_rejected_total") == 1
 
 
 def test_an_unreadable_input_fails_alone_not_its_batch_mates():
-    stub = StubRunner(delay=0.02, fail_on="BROKEN")
+    stub = StubRunner(gate=Gate(), fail_on="BROKEN")
 
     async def go():
-        async with client_for(create_app(stub, ServeSettings(max_wait_ms=50))) as client:
-            return await asyncio.gather(*(client.post("/v1/predict", json={"inputs": t})
-                                          for t in ("fine", "BROKEN", "also fine")))
+        app = create_app(stub, ServeSettings(max_wait_ms=50))
+        async with client_for(app) as client:
+            first = asyncio.create_task(client.post("/v1/predict", json={"inputs": "fine"}))
+            await until(lambda: stub.gate.waiting == 1, "the first request held in its model call")
+            # The other two queue behind it, so they share the next call.
+            rest = asyncio.gather(*(client.post("/v1/predict", json={"inputs": t}) for t in ("BROKEN", "also fine")))
+            await until(lambda: app.state.ctx.batcher.pending == 2, "the other two requests queued")
+            stub.gate.open()
+            return (await first, *(await rest))
 
     ok1, bad, ok2 = run(go())
     assert ok1.status_code == ok2.status_code == 200
     assert bad.status_code == 422 and "BROKEN" in bad.json()["detail"]
+    assert stub.batches == [1, 2, 1, 1]  # the shared call failed, then each of its two was tried alone
 
 
 def _sample(text: str, name: str) -> float:
@@ -257,3 +289,60 @@ def test_a_tabular_run_takes_json_objects(tmp_path_factory):
     assert missing.status_code == 422
     assert ["body", "inputs", 0, "petal width (cm)"] in [e["loc"] for e in missing.json()["detail"]]
     assert models.json()["data"][0]["features"] == list(setosa)
+
+
+def test_with_a_key_the_schema_needs_it_and_the_docs_pages_are_off():
+    stub = StubRunner(task="tabular-classification", features=["secret feature"])
+
+    async def go():
+        async with client_for(create_app(stub, ServeSettings(api_key="s3cret"))) as client:
+            anonymous = {p: await client.get(p) for p in ("/openapi.json", "/docs", "/redoc", "/docs/oauth2-redirect")}
+            # A body that fails validation must not list the missing features to a client without the key.
+            anonymous["predict"] = await client.post("/v1/predict", json={"inputs": {}})
+            keyed = await client.get("/openapi.json", headers={"Authorization": "Bearer s3cret"})
+            return anonymous, keyed
+
+    anonymous, keyed = run(go())
+    assert anonymous["/openapi.json"].status_code == anonymous["predict"].status_code == 401
+    assert all(anonymous[p].status_code == 404 for p in ("/docs", "/redoc", "/docs/oauth2-redirect"))
+    assert not any("secret feature" in r.text or "stub" in r.text for r in anonymous.values())
+    assert keyed.status_code == 200 and "secret feature" in keyed.text and "/v1/predict" in keyed.json()["paths"]
+    assert "/openapi.json" not in keyed.json()["paths"]
+
+
+def test_without_a_key_the_schema_and_the_docs_pages_are_open():
+    async def go():
+        async with client_for(create_app(StubRunner(), ServeSettings())) as client:
+            return [await client.get(p) for p in ("/openapi.json", "/docs", "/redoc")]
+
+    schema, docs, redoc = run(go())
+    assert schema.status_code == docs.status_code == redoc.status_code == 200
+    assert "/v1/predict" in schema.json()["paths"] and "swagger" in docs.text.lower()
+
+
+def test_too_many_or_too_large_headers_get_431():
+    async def go():
+        defaults = create_app(StubRunner(), ServeSettings())
+        tight = create_app(StubRunner(), ServeSettings(max_header_kb=1, max_headers=8))
+        out = {}
+        async with client_for(defaults) as client:
+            out["300 headers"] = await client.get("/healthz", headers=[(f"x-h{i}", "1") for i in range(300)])
+            out["1 MB header"] = await client.get("/healthz", headers={"x-big": "a" * 2**20})
+            out["90 headers_ok"] = await client.get("/healthz", headers=[(f"x-h{i}", "1") for i in range(90)])
+            out["15 KiB_ok"] = await client.get("/healthz", headers={"x-big": "a" * 15 * 1024})
+            out["predict, 17 KiB"] = await client.post("/v1/predict", json={"inputs": "hi"},
+                                                       headers={"x-big": "a" * 17 * 1024})
+            out["metrics_ok"] = await client.get("/metrics")
+        async with client_for(tight) as client:
+            # httpx sends 5 headers of its own
+            out["4 more, tight"] = await client.get("/healthz", headers=[(f"x-h{i}", "1") for i in range(4)])
+            out["2 KiB, tight"] = await client.get("/healthz", headers={"x-big": "a" * 2048})
+        return out
+
+    out = run(go())
+    assert {k: v.status_code for k, v in out.items()} == {k: 200 if k.endswith("_ok") else 431 for k in out}
+    assert "more than 100 request headers" in out["300 headers"].json()["detail"]
+    assert "16 KiB" in out["1 MB header"].json()["detail"] and out["1 MB header"].headers["connection"] == "close"
+    assert "more than 8" in out["4 more, tight"].json()["detail"] and "1 KiB" in out["2 KiB, tight"].json()["detail"]
+    assert _sample(out["metrics_ok"].text,
+                   'danlu_http_requests_total{endpoint="/v1/predict",method="POST",status="431"}') == 1

@@ -1,27 +1,41 @@
 """MicroBatcher on its own: grouping, limits, chunking, draining."""
 
 import asyncio
-import time
 
 import pytest
 
 from danlu.serve.batcher import MicroBatcher, QueueFull, ShuttingDown
+from servekit import Gate, until
 
 
-def make(delay=0.0, **kw):
+def make(gate=None, **kw):
+    """A batcher over a model that multiplies by 10; with a `gate`, each call waits there first."""
     calls = []
 
     def predict(rows):
         calls.append(list(rows))
-        time.sleep(delay)
+        if gate is not None:
+            gate()
         return [r * 10 for r in rows]
 
     return MicroBatcher(predict, **kw), calls
 
 
+class Clock:
+    """Arrival times the test sets, so that 'sparse' and 'close together' do not depend on the machine."""
+
+    def __init__(self, now: float = 1000.0):
+        self.now, self.reads = now, 0  # the batcher reads it once per request it takes in
+
+    def __call__(self) -> float:
+        self.reads += 1
+        return self.now
+
+
 def test_concurrent_requests_fill_batches_up_to_max_batch():
     async def go():
-        batcher, calls = make(delay=0.02, max_batch=4, max_wait_s=0.05)
+        # All ten are queued in one turn of the event loop, before the batcher takes the first.
+        batcher, calls = make(max_batch=4, max_wait_s=0.05)
         await batcher.start()
         results = await asyncio.gather(*(batcher.submit([i]) for i in range(10)))
         await batcher.close()
@@ -48,38 +62,49 @@ def test_a_request_never_splits_across_batches_and_big_ones_are_chunked():
 
 
 def test_waits_for_company_only_while_requests_come_close_together():
+    clock = Clock()
+    # A wait for company lasts a minute here: a lone request that waited would miss the bound below.
+    batcher, calls = make(max_batch=2, max_wait_s=60, clock=clock)
+
+    async def alone(rows):
+        try:
+            return await asyncio.wait_for(batcher.submit(rows), 20)
+        except asyncio.TimeoutError:
+            raise AssertionError(f"{rows} waited for company although traffic was sparse") from None
+
     async def go():
-        batcher, calls = make(max_batch=8, max_wait_s=0.2)
         await batcher.start()
-        began = time.monotonic()
-        await batcher.submit([1])  # sparse traffic (the first request ever): straight to the model
-        await asyncio.sleep(0.3)
-        await batcher.submit([2])  # 0.3 s after the last: still sparse
-        sparse = time.monotonic() - began - 0.3
-        await asyncio.gather(*(batcher.submit([i]) for i in range(3)))  # a burst
+        await alone([1])  # sparse traffic (the first request ever): straight to the model
+        clock.now += 100
+        await alone([2])  # 100 s after the last, with max_wait 60 s: still sparse
+        await asyncio.gather(*(batcher.submit([i]) for i in (3, 4)))  # a burst, which fills a batch
+        clock.now += 0.01  # close after the burst: the batcher waits for company, and 11 is it
         first = asyncio.create_task(batcher.submit([10]))
-        await asyncio.sleep(0.05)
+        await until(lambda: clock.reads == 5, "[10] submitted")
         await batcher.submit([11])
         await first
         await batcher.close()
-        return calls, sparse
+        return calls
 
-    calls, sparse = asyncio.run(go())
-    assert sparse < 0.15  # neither lone request waited max_wait (0.2 s)
+    calls = asyncio.run(go())
     assert calls[:2] == [[1], [2]] and calls[-1] == [10, 11]  # after the burst, 11 joined 10
 
 
 def test_queue_bound_is_in_inputs_and_refuses_at_once():
+    gate = Gate()
+
     async def go():
-        batcher, _ = make(delay=0.3, max_batch=1, max_queue=3, max_wait_s=0)
+        batcher, _ = make(gate, max_batch=1, max_queue=3, max_wait_s=0)
         await batcher.start()
         running = asyncio.create_task(batcher.submit([1]))
-        await asyncio.sleep(0.05)  # taken by the model: no longer queued
+        await until(lambda: gate.waiting == 1, "[1] taken by the model")  # no longer queued
         queued = asyncio.create_task(batcher.submit([2, 3]))
-        await asyncio.sleep(0)
+        await until(lambda: batcher.pending == 2, "[2, 3] queued")
         with pytest.raises(QueueFull):
             await batcher.submit([4, 5])
         single = asyncio.create_task(batcher.submit([6]))  # exactly fills the queue
+        await until(lambda: batcher.pending == 3, "[6] queued")
+        gate.open()
         results = await asyncio.gather(running, queued, single)
         await batcher.close()
         return results
@@ -88,12 +113,20 @@ def test_queue_bound_is_in_inputs_and_refuses_at_once():
 
 
 def test_close_finishes_queued_work_and_refuses_new_work():
+    gate = Gate()
+
     async def go():
-        batcher, calls = make(delay=0.05, max_batch=2, max_wait_s=0)
+        batcher, calls = make(gate, max_batch=2, max_wait_s=0)
         await batcher.start()
         tasks = [asyncio.create_task(batcher.submit([i])) for i in range(6)]
-        await asyncio.sleep(0.01)
-        await batcher.close(timeout_s=5)
+        await until(lambda: gate.waiting == 1 and sum(map(len, calls)) + batcher.pending == 6,
+                    "all six submitted, the first call held")
+        closing = asyncio.create_task(batcher.close(timeout_s=60))
+        await until(lambda: batcher.closing, "close begun")
+        with pytest.raises(ShuttingDown):
+            await batcher.submit([8])
+        gate.open()  # queued and running work goes on after close has begun
+        await closing
         with pytest.raises(ShuttingDown):
             await batcher.submit([9])
         return [t.result() for t in tasks], calls
@@ -103,14 +136,19 @@ def test_close_finishes_queued_work_and_refuses_new_work():
 
 
 def test_callers_that_gave_up_are_skipped():
+    gate = Gate()
+
     async def go():
-        batcher, calls = make(delay=0.1, max_batch=1, max_wait_s=0)
+        batcher, calls = make(gate, max_batch=1, max_wait_s=0)
         await batcher.start()
         first = asyncio.create_task(batcher.submit([1]))
-        await asyncio.sleep(0.02)
+        await until(lambda: gate.waiting == 1, "[1] in the model")
         gone = asyncio.create_task(batcher.submit([2]))
-        await asyncio.sleep(0.01)
+        await until(lambda: batcher.pending == 1, "[2] queued")
         gone.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await gone
+        gate.open()
         assert await first == [10]
         assert await batcher.submit([3]) == [30]
         await batcher.close()

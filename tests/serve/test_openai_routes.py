@@ -3,19 +3,16 @@
 the routes' answer for a model that cannot generate."""
 
 import json
-import socket
 import threading
-import time
 
 import httpx
 import pytest
-import uvicorn
 from openai import AuthenticationError, OpenAI
 
 from danlu.serve.app import ServeSettings, create_app
 from danlu.serve.openai_routes import Message
 from danlu.serve.runner import load_runner
-from servekit import StubRunner, client_for, run
+from servekit import Gate, StubRunner, client_for, live_server, run, wait_for
 
 KEY = "sk-test"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -30,20 +27,8 @@ def runner(lm_run):
 @pytest.fixture(scope="module")
 def server(runner):
     """A live uvicorn server in a thread, API key required; yields its base URL."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    app = create_app(runner, ServeSettings(port=port, api_key=KEY))
-    live = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False))
-    thread = threading.Thread(target=live.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not live.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "server did not start"
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    live.should_exit = True
-    thread.join(timeout=10)
+    with live_server(create_app(runner, ServeSettings(api_key=KEY))) as url:
+        yield url
 
 
 def openai_client(url, key=KEY):
@@ -117,41 +102,68 @@ def test_openai_client_without_the_key_gets_401(server):
         assert reply.status_code == 401 and "API key" in reply.json()["detail"]
 
 
+def stream_lines(server, path: str, body: dict, out: list) -> threading.Thread:
+    """Reads the stream of `path` into `out`, line by line, in a thread of its own."""
+    def read():
+        with httpx.Client(base_url=server, headers=AUTH, trust_env=False, timeout=60) as client:
+            with client.stream("POST", path, json=body) as stream:
+                out.extend(line for line in stream.iter_lines() if line)
+
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
+    return thread
+
+
 def test_a_stream_leaves_the_server_free_for_other_requests(server, runner):
-    # Each forward pass slowed to 20 ms: the stream runs for over a second after its first piece.
-    slow = runner.model.register_forward_pre_hook(lambda module, args: time.sleep(0.02))
+    # Every forward pass waits at the gate: the stream is certainly mid-sampling while /healthz is asked.
+    gate = Gate()
+    hook = runner.model.register_forward_pre_hook(gate)
+    lines: list = []
     try:
-        with httpx.Client(base_url=server, headers=AUTH, trust_env=False, timeout=30) as client:
-            body = {"prompt": "the", "max_tokens": 60, "temperature": 0, "stream": True}
-            with client.stream("POST", "/v1/completions", json=body) as stream:
-                lines = stream.iter_lines()
-                assert next(lines).startswith("data: ")
-                began = time.monotonic()
-                assert client.get("/healthz").json() == {"status": "ok"}
-                health_s = time.monotonic() - began
-                rest = [line for line in lines if line]
-                stream_s = time.monotonic() - began
+        body = {"prompt": "the", "max_tokens": 60, "temperature": 0, "stream": True}
+        reader = stream_lines(server, "/v1/completions", body, lines)
+        wait_for(lambda: gate.waiting == 1, "the stream's sampling reaching the model")
+        # Sampling on the event loop would hold /healthz until the gate opens, and this would time out.
+        health = httpx.get(f"{server}/healthz", trust_env=False, timeout=10)
+        assert gate.waiting == 1 and gate.passed == 0 and reader.is_alive()  # still held mid-stream
+        gate.open()
+        reader.join(timeout=60)
     finally:
-        slow.remove()
-    assert rest[-1] == "data: [DONE]"
-    # Sampling on the event loop would hold /healthz until the stream's end.
-    assert stream_s > 1.0 and health_s < stream_s / 2, (health_s, stream_s)
+        gate.open()
+        hook.remove()
+    assert health.json() == {"status": "ok"}
+    assert lines[0].startswith("data: ") and lines[-1] == "data: [DONE]"
 
 
-def test_a_client_that_leaves_mid_stream_stops_the_sampling(server, runner):
-    slow = runner.model.register_forward_pre_hook(lambda module, args: time.sleep(0.02))
+def test_a_client_that_leaves_mid_stream_stops_the_sampling(server, runner, monkeypatch):
+    runs = []
+    generate = runner.task.generate
+    monkeypatch.setattr(runner.task, "generate", lambda *a, **k: runs.append(generate(*a, **k)) or runs[-1])
+    # Forward passes go one at a time, as the test allows: the server notices a client has gone when it
+    # next has a piece to send, so tokens are let through until it has, and then no more.
+    gate = Gate()
+    hook = runner.model.register_forward_pre_hook(gate)
     try:
         with httpx.Client(base_url=server, headers=AUTH, trust_env=False, timeout=30) as client:
-            body = {"messages": CHAT, "max_tokens": 2000, "stream": True}  # 40 s of sampling, if left running
+            body = {"messages": CHAT, "max_tokens": 2000, "stream": True}
             with client.stream("POST", "/v1/chat/completions", json=body) as stream:
-                assert next(stream.iter_lines()).startswith("data: ")
-        began = time.monotonic()
-        with httpx.Client(base_url=server, headers=AUTH, trust_env=False, timeout=20) as client:
+                assert next(stream.iter_lines()).startswith("data: ")  # the role chunk, before any token
+        for _ in range(500):
+            if runs[0].cancelled:
+                break
+            passed = gate.passed
+            gate.allow()
+            wait_for(lambda: (gate.passed > passed and gate.waiting == 1) or runs[0].cancelled, "the next token")
+        assert runs[0].cancelled, "the server never noticed that the client had gone"
+        gate.open()
+        with httpx.Client(base_url=server, headers=AUTH, trust_env=False, timeout=60) as client:
             # Sampling is one request at a time: this waits for the abandoned stream unless it was stopped.
             reply = client.post("/v1/completions", json={"prompt": "the", "max_tokens": 3})
     finally:
-        slow.remove()
-    assert reply.status_code == 200 and time.monotonic() - began < 5
+        gate.open()
+        hook.remove()
+    assert reply.status_code == 200
+    assert len(runs[0].ids) < 2000  # stopped at the next token, not run on to max_tokens
 
 
 # -- the wire format, validation and limits, in-process -----------------------------------
@@ -269,3 +281,23 @@ def test_chat_prompt_uses_the_tokenizers_template_else_role_lines(runner):
         assert runner.task.chat_prompt(plain) == "<system>be brief<user>the dog<assistant>"
     finally:
         tokenizer.chat_template = None
+
+
+@pytest.mark.parametrize("path, raw, loc", [
+    ("/v1/completions", '{"prompt": NaN}', ["body", "prompt"]),
+    ("/v1/completions", '{"prompt": "a", "temperature": NaN}', ["body", "temperature"]),
+    ("/v1/completions", '{"prompt": "a", "top_p": Infinity}', ["body", "top_p"]),
+    ("/v1/completions", '{"prompt": "a \\ud800"}', ["body", "prompt"]),
+    ("/v1/completions", '{"prompt": "a", "seed": 1' + "0" * 399 + "}", ["body", "seed"]),
+    ("/v1/chat/completions", '{"messages": [{"role": "user", "content": "\\udc00"}]}',
+     ["body", "messages", 0, "content"]),
+])
+def test_values_strict_json_lacks_are_422s_naming_the_field(runner, path, raw, loc):
+    async def go():
+        async with client_for(create_app(runner, ServeSettings())) as client:
+            return await client.post(path, content=raw.encode(), headers={"content-type": "application/json"})
+
+    reply = run(go())
+    assert reply.status_code == 422, reply.text
+    errors = json.loads(reply.text, parse_constant=lambda c: pytest.fail(f"{c} in the 422"))["detail"]
+    assert any(e["loc"][:len(loc)] == loc for e in errors), errors

@@ -37,7 +37,7 @@ def test_help_lists_the_options():
     result, text = invoke("serve", "--help")
     assert result.exit_code == 0
     for option in ("--variant", "--host", "--port", "--max-batch", "--max-wait-ms", "--max-queue",
-                   "--max-body-kb", "--workers-threads"):
+                   "--max-body-kb", "--workers-threads", "--max-header-kb", "--max-headers", "--body-timeout"):
         assert option in text
 
 
@@ -51,11 +51,12 @@ def test_options_reach_the_server_and_the_app_serves(text_run, monkeypatch):
     monkeypatch.setattr("danlu.serve.server.serve", lambda app, settings: seen.update(app=app, settings=settings))
     result, text = invoke("serve", text_run, "--port", 9123, "--max-batch", 4, "--max-wait-ms", 2,
                           "--max-queue", 16, "--max-body-kb", 8, "--workers-threads", 2, "--no-access-log",
-                          env={"DANLU_API_KEY": "k"})
+                          "--max-header-kb", 4, "--max-headers", 20, "--body-timeout", 2.5, env={"DANLU_API_KEY": "k"})
     assert result.exit_code == 0, text
     s = seen["settings"]
     assert (s.host, s.port, s.max_batch, s.max_wait_ms, s.max_queue, s.max_body_kb, s.workers_threads,
             s.api_key, s.access_log) == ("127.0.0.1", 9123, 4, 2, 16, 8, 2, "k", False)
+    assert (s.max_header_kb, s.max_headers, s.body_timeout_s) == (4, 20, 2.5)
 
     async def go():
         async with client_for(seen["app"]) as client:
@@ -168,18 +169,25 @@ def test_sigterm_lets_in_flight_requests_finish_then_exits_0(text_run, tmp_path)
     threads = [threading.Thread(target=send, args=(i,)) for i in range(6)]
     for t in threads:
         t.start()
+
     def held() -> int:  # inputs held at the gate, plus inputs queued behind it
         entered = sum(int(p.name.rsplit("-", 1)[1]) for p in gate.glob("entered-*"))
         return entered + httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5).json().get("queue", 0)
 
-    wait_for(lambda: held() == 6, "all six requests inside the server")
-    proc.send_signal(signal.SIGTERM)
-    wait_for(lambda: refuses(port), "refusing new connections while draining")
-    assert all(r is None for r in replies)  # held at the gate: all six are still in flight
-    (gate / "release").write_text("")
-    for t in threads:
-        t.join(timeout=120)
-    assert [getattr(r, "status_code", r) for r in replies] == [200] * 6
-    assert all(len(r.json()["predictions"]) == 1 for r in replies)
-    assert stop(proc) == 0
+    try:
+        try:
+            wait_for(lambda: held() == 6, "all six requests inside the server")
+            proc.send_signal(signal.SIGTERM)
+            wait_for(lambda: refuses(port), "refusing new connections while draining")
+            assert all(r is None for r in replies)  # held at the gate: all six are still in flight
+        finally:
+            (gate / "release").write_text("")  # a failed assertion must not leave the server held forever
+        for t in threads:
+            t.join(timeout=120)
+        assert [getattr(r, "status_code", r) for r in replies] == [200] * 6
+        assert all(len(r.json()["predictions"]) == 1 for r in replies)
+        assert stop(proc) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
     assert "serving reviews (text-classification) on http://127.0.0.1" in (tmp_path / f"server-{port}.log").read_text()

@@ -18,9 +18,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
+from danlu.data.values import MISSING_TEXT
 from danlu.errors import DataError
-
-MISSING_TEXT = ("", "nan", "none", "null", "n/a", "na")
 
 
 @dataclass
@@ -120,7 +119,7 @@ class Preprocessing:
         for i, (column, cats, fill) in enumerate(zip(self.categorical, self.categories, self.fills)):
             inputs.append(helper.make_tensor_value_info(column, TensorProto.STRING, [None, 1]))
             # Category -> its index; a gap -> the fill's index; anything unseen -> -1 (all zeros below).
-            keys = list(cats) + [m for m in MISSING_TEXT if m not in cats]
+            keys = list(cats) + [m for m in sorted(MISSING_TEXT) if m not in cats]
             values = list(range(len(cats))) + [cats.index(fill) if fill in cats else -1] * (len(keys) - len(cats))
             inits.append(numpy_helper.from_array(np.arange(len(cats), dtype=np.int64)[None, :], f"pre_range{i}"))
             nodes += [
@@ -149,7 +148,7 @@ def _numbers(values: pd.Series, column: str) -> np.ndarray:
     """A column as floats (missing -> NaN); a value that is there but is not a number is an error."""
     numbers = pd.to_numeric(values, errors="coerce")
     text = values.astype(str).str.strip().str.lower()
-    bad = numbers.isna() & values.notna() & ~text.isin(MISSING_TEXT)
+    bad = numbers.isna() & values.notna() & ~text.isin(list(MISSING_TEXT))
     if bad.any():
         first = int(np.flatnonzero(bad.to_numpy())[0])
         raise DataError(f"feature '{column}': {values.iloc[first]!r} (row {first + 1} of {len(values):,}) "
@@ -161,7 +160,7 @@ def _texts(values: pd.Series) -> pd.Series:
     """Category values as strings, with missing ones (NaN, None, '', 'nan') as NaN."""
     text = values.map(lambda v: v if isinstance(v, str) else (None if v is None or
                                                            (isinstance(v, float) and math.isnan(v)) else str(_plain(v))))
-    return text.where(~text.fillna("").str.strip().str.lower().isin(MISSING_TEXT), None)
+    return text.where(~text.fillna("").str.strip().str.lower().isin(list(MISSING_TEXT)), None)
 
 
 def _plain(value):
