@@ -110,3 +110,24 @@ def test_many_classes_and_empty_parts(tmp_path):
     assert (tmp_path / "plots" / "confusion_test.png").read_bytes().startswith(PNG_MAGIC)
     assert not (tmp_path / "plots" / "loss.png").exists()
     assert "Training curve" not in md_path.read_text(encoding="utf-8")
+
+
+def test_the_baseline_verdict_warns_when_the_model_is_no_better():
+    from danlu import registry
+    from danlu.pipeline.baselines import compare
+
+    spec = registry.get("tabular-classification")
+    names = {"linear": "logistic regression"}
+    worse = compare({"validation": {"accuracy": 0.475}}, {"validation": {"linear": {"accuracy": 0.525}}},
+                    "accuracy", spec, names)
+    assert len(worse) == 1 and "no better than the linear baseline" in worse[0] and "0.4750" in worse[0]
+    assert compare({"validation": {"accuracy": 0.9}}, {"validation": {"linear": {"accuracy": 0.8}}},
+                   "accuracy", spec, names) == []
+    # Both perfect on validation tells nothing: the verdict moves on to test.
+    tied = compare({"validation": {"accuracy": 1.0}, "test": {"accuracy": 0.95}},
+                   {"validation": {"linear": {"accuracy": 1.0}}, "test": {"linear": {"accuracy": 0.96}}},
+                   "accuracy", spec, names)
+    assert len(tied) == 1 and "on test" in tied[0]
+    lower = registry.get("tabular-regression")  # rmse: lower is better
+    assert compare({"validation": {"rmse": 2.0}}, {"validation": {"mean": {"rmse": 1.0}}}, "rmse", lower, {})
+    assert not compare({"validation": {"rmse": 0.5}}, {"validation": {"mean": {"rmse": 1.0}}}, "rmse", lower, {})
