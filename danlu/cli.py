@@ -28,15 +28,34 @@ def _task_help() -> str:
     return "one of the registered tasks: " + "; ".join(f"{s.name} ({s.summary})" for s in registry.specs())
 
 
-@app.command(help="Write a commented starter recipe for TASK.\n\nTasks:\n\n" + "\n\n".join(
-    f"{s.name}: {s.summary}" for s in registry.specs()))
-def init(task: str = typer.Argument(..., help=_task_help()),
+def _templates() -> list[str]:
+    return sorted(p.name.removesuffix(".yaml") for p in resources.files("danlu.templates").iterdir()
+                  if p.name.endswith(".yaml"))
+
+
+@app.command(help="Write a commented starter recipe for TASK, or an industry template (--template NAME).\n\n"
+             "Tasks:\n\n" + "\n\n".join(f"{s.name}: {s.summary}" for s in registry.specs()))
+def init(task: Optional[str] = typer.Argument(None, help=_task_help()),
+         template: Optional[str] = typer.Option(None, "--template", help="an industry template instead: "
+                                                + ", ".join(_templates())),
          output: Path = typer.Option(None, "-o", "--output", help="where to write (default: <task>.yaml)")):
     from danlu.recipe.starters import starter_text
 
     with friendly():
-        text = starter_text(registry.get(task).name)
-        target = output or Path(f"{task}.yaml")
+        if (task is None) == (template is None):
+            raise DanluError("give a task (danlu init text-classification) or a template (danlu init --template "
+                             f"credit_risk); templates: {', '.join(_templates())}")
+        if template is not None:
+            if template not in _templates():
+                import difflib
+
+                close = difflib.get_close_matches(template, _templates(), n=1)
+                raise DanluError(f"no template '{template}'" + (f"; did you mean '{close[0]}'?" if close else "")
+                                 + f" Templates: {', '.join(_templates())}")
+            text = resources.files("danlu.templates").joinpath(f"{template}.yaml").read_text(encoding="utf-8")
+        else:
+            text = starter_text(registry.get(task).name)
+        target = output or Path(f"{template or task}.yaml")
         if target.exists():
             raise DanluError(f"{target} exists; choose another -o")
         target.write_text(text, encoding="utf-8")
@@ -62,7 +81,8 @@ def check(recipe: Path, overrides: Optional[List[str]] = typer.Argument(None, he
         out.print(report.to_markdown(), highlight=False, markup=False)
         for w in warnings:
             err.print(f"[yellow]warning:[/] {escape(str(w))}", highlight=False)
-        sizes = ", ".join(f"{k}: {len(v):,}" for k, v in splits.frames.items())
+        # The report's counts: the rows each split scores (a forecaster's frames also hold context rows).
+        sizes = ", ".join(f"{k}: {c.get('kept', len(splits.frames[k])):,}" for k, c in report.counts.items())
         verdict = "[yellow]data check passed with warnings[/]" if warnings else "[green]data check passed[/]"
         out.print(f"{verdict} ({sizes})", highlight=False)
 
@@ -161,16 +181,6 @@ def _metrics_table(metrics: dict, main: str | None) -> None:
     out.print(table)
     for name, stats in (metrics.get("cross_validation") or {}).items():
         out.print(f"cross-validation {name}: {stats['mean']:.4f} ± {stats['std']:.4f}")
-    _positive_class(metrics)
-
-
-def _positive_class(metrics: dict) -> None:
-    """Binary tasks: the positive class's own F1 beside the macro average (the table shows averages)."""
-    for split, m in metrics.items():
-        per_class = (m or {}).get("per_class") if isinstance(m, dict) else None
-        if per_class and len(per_class) == 2:
-            label, scores = list(per_class.items())[1]
-            out.print(f"{split}: f1 of the positive class '{escape(str(label))}' {scores['f1']:.4f}", highlight=False)
 
 
 def _baselines(metrics: dict, main: str) -> None:
@@ -189,7 +199,11 @@ def _print_results(run, recipe) -> None:
 
     metrics = run.metrics()
     main = recipe.main_metric
-    _metrics_table({k: v for k, v in metrics.items() if k != "baselines"}, main)
+    _metrics_table({k: v for k, v in metrics.items() if k not in ("baselines", "decision")}, main)
+    if metrics.get("decision"):
+        d = metrics["decision"]
+        out.print(f"decision: predict {escape(str(d['class']))} when its probability >= {d['threshold']:.4f} "
+                  f"({escape(d['chosen_by'])}); predict and serve apply it", highlight=False)
     _baselines(metrics, main)
     for warning in compare(metrics, metrics.get("baselines") or {}, main, recipe.spec,
                            new_task(recipe.task).baseline_names()):

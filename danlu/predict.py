@@ -23,7 +23,11 @@ def predict_input(run_dir: str | Path, value: str, batch_size: int = 64) -> Iter
     run = Run(run_dir)
     task, model = load_task(run.require_model())
     frame = _rows(run, task, value)
-    for (_, row), pred in zip(frame.iterrows(), task.predict(torch_forward(model), frame, batch_size)):
+    predictions = task.predict(torch_forward(model), frame, batch_size)
+    if task.frame_is_one_input:  # one answer for the whole frame (a forecast from a history): no row to echo
+        yield from predictions
+        return
+    for (_, row), pred in zip(frame.iterrows(), predictions):
         shown = {}
         if "_row" in frame.columns:
             shown["row"] = int(row["_row"])

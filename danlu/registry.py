@@ -26,6 +26,7 @@ BUILTIN_SPEC_MODULES = (
     "danlu.tasks.image_classification.spec",
     "danlu.tasks.tabular.spec",
     "danlu.tasks.causal_lm.spec",
+    "danlu.tasks.forecasting.spec",
 )
 ENV_MODULES = "DANLU_TASK_MODULES"
 
@@ -64,6 +65,10 @@ class TaskSpec:
     # "module:function" -> danlu.tasks.base.Sample: a few synthetic rows and the recipe settings of a
     # model small enough to train on them in seconds; the contract test runs every task on its own.
     sample: str | None = None
+    # "module:function" (recipe) -> (danlu.data.Splits, danlu.data.QualityReport): a task whose data is
+    # read, split and checked differently from rows of examples (a time series split by time, with its own
+    # gate rules) brings its own data stage; None: the generic one (danlu.data.load_splits + check_quality).
+    data_stage: str | None = None
     sections: dict[str, type] = field(default_factory=dict)  # recipe key -> the task's own pydantic section
     defaults: Callable[[Any], None] | None = None  # task defaults for keys the recipe does not set
     # The task's sections a recipe leaves unused (a pretrained model's own tokenizer makes `tokenizer:`
@@ -88,6 +93,10 @@ class TaskSpec:
     def task_type(self) -> type:
         return _load(self.task_class)
 
+    def load_data(self, recipe):
+        """(splits, quality report) through the task's own data stage (`data_stage`)."""
+        return _load(self.data_stage)(recipe)
+
     def make_sample(self, rows: int = 60, seed: int = 0):
         if not self.sample:
             raise DanluError(f"task '{self.name}' provides no sample data")
@@ -100,7 +109,8 @@ def _load(where: str):
 
 
 # Metrics where a smaller value is better, whatever the task.
-LOWER_IS_BETTER = frozenset({"loss", "mae", "mse", "rmse", "log_loss", "perplexity", "wer", "cer"})
+LOWER_IS_BETTER = frozenset({"loss", "mae", "mse", "rmse", "log_loss", "perplexity", "wer", "cer", "mase",
+                             "mse_original", "mae_original", "smape", "cost"})
 
 _SPECS: dict[str, TaskSpec] = {}
 _loaded = False

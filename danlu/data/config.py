@@ -163,6 +163,9 @@ class QualityConfig(BaseModel):
     # are dropped; impute = the cells become gaps the tabular preprocessing fills with the
     # training mean (a row with such a label is dropped: a label cannot be imputed)
     invalid: Literal["stop", "drop", "impute"] = "stop"
+    # a feature column that alone predicts the label at least this well (cross-validated accuracy, or R²
+    # for regression, of a shallow tree on that column in train) fails the `label_leak` rule
+    max_feature_agreement: float = Field(0.99, gt=0.0, le=1.0)
     # share of exact duplicate rows (same input and label) allowed within one split
     max_duplicates: float = Field(0.1, ge=0.0, le=1.0)
     # share of validation/test rows whose input also appears in train; any overlap inflates scores

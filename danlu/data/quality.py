@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pandas as pd
 
+from danlu.data.columns import column_rules
 from danlu.data.config import QualityConfig
 from danlu.data.images import image_fingerprint
 from danlu.data.paths import display_path
@@ -50,6 +51,11 @@ def check_quality(splits: Splits, quality: QualityConfig, roles: list[str], clas
             unseen = sorted(set(dist) - seen)
             if unseen:
                 notes.append(f"{s} has labels never seen in train: {', '.join(unseen[:10])}")
+    if splits.features and "train" in splits.frames:
+        more, seen_notes = column_rules(splits.frames["train"], splits.features, splits.categorical, classification,
+                                        quality.max_feature_agreement)
+        rules += more
+        notes += seen_notes
     if not len(splits.frames.get("train", ())):
         rules.append(Rule("train_rows", False, 0, 1, 0, [], "no training rows are left once the rows above are "
                           "dropped: there is nothing to train on", fatal=True))

@@ -5,6 +5,8 @@
                 the preprocessed table, downsampled pixels)
     mean        always the training mean (regression)
     ridge       linear regression with an L2 penalty on the same simple features
+    boosted_trees  gradient-boosted trees (scikit-learn's HistGradientBoosting) on a table's features:
+                the model a tabular network has to beat before it is the one to ship
     unigram     every token drawn from its training frequency (language models: loss and perplexity)
 
 Every baseline is fitted on the training split only. Large training sets are sampled to
@@ -34,11 +36,11 @@ def _scalars(metrics: dict) -> dict:
     return {k: v for k, v in scalar_metrics(metrics).items() if k != "n"}
 
 
-def majority(train_ids: np.ndarray, ids: np.ndarray, labels: list[str]) -> dict:
+def majority(train_ids: np.ndarray, ids: np.ndarray, labels: list[str], rare: int | None = None) -> dict:
     shares = np.bincount(train_ids, minlength=len(labels)).astype(np.float64)
     shares /= shares.sum()
     probs = np.tile(shares, (len(ids), 1))
-    return _scalars(classification_metrics(ids, probs.argmax(1), labels, probs=probs))
+    return _scalars(classification_metrics(ids, probs.argmax(1), labels, probs=probs, rare=rare))
 
 
 def fit_linear_classifier(x_train, train_ids: np.ndarray, seed: int = 0):
@@ -52,10 +54,19 @@ def fit_linear_classifier(x_train, train_ids: np.ndarray, seed: int = 0):
     return model
 
 
-def linear_classifier(model, x, ids: np.ndarray, labels: list[str]) -> dict:
+def classifier_metrics(model, x, ids: np.ndarray, labels: list[str], rare: int | None = None) -> dict:
+    """The metrics of a fitted scikit-learn classifier on (x, ids)."""
     probs = np.zeros((len(ids), len(labels)))
     probs[:, model.classes_] = model.predict_proba(x)  # a class absent from the sample gets probability 0
-    return _scalars(classification_metrics(ids, probs.argmax(1), labels, probs=probs))
+    return _scalars(classification_metrics(ids, probs.argmax(1), labels, probs=probs, rare=rare))
+
+
+def fit_boosted_trees(x_train, train_y: np.ndarray, classification: bool, seed: int = 0):
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+
+    keep = _sample(len(train_y), seed)
+    made = HistGradientBoostingClassifier if classification else HistGradientBoostingRegressor
+    return made(random_state=seed).fit(x_train[keep], train_y[keep])
 
 
 def mean(train_y: np.ndarray, y: np.ndarray) -> dict:
@@ -69,7 +80,8 @@ def fit_ridge(x_train, train_y: np.ndarray, seed: int = 0):
     return Ridge(alpha=1.0).fit(x_train[keep], train_y[keep])
 
 
-def ridge(model, x, y: np.ndarray) -> dict:
+def regressor_metrics(model, x, y: np.ndarray) -> dict:
+    """The metrics of a fitted scikit-learn regressor on (x, y)."""
     return _scalars(regression_metrics(y, model.predict(x)))
 
 

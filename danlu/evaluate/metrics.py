@@ -55,6 +55,8 @@ def classification_metrics(
     y_pred: Sequence[int] | np.ndarray,
     labels: list[str],
     probs: np.ndarray | None = None,
+    rare: int | None = None,
+    costs: np.ndarray | None = None,
 ) -> dict:
     """Accuracy, macro/weighted precision-recall-F1, per-class scores, confusion matrix.
 
@@ -63,6 +65,9 @@ def classification_metrics(
     the split simply does not contain does not drag the macro average to zero; per_class and
     the confusion matrix still list every label, in `labels` order.
     `probs`: (n, k) class probabilities, or (n,) positive-class probabilities when binary.
+    `rare`: two classes: the id of the rare one, whose precision-recall AUC (`pr_auc`, from `probs`),
+    precision, recall and F1 are reported as `*_rare`. `costs`: (k, k) cost of predicting column j for
+    true row i; `cost` is the mean over the examples.
     """
     labels = [str(label) for label in labels]
     k = len(labels)
@@ -88,6 +93,10 @@ def classification_metrics(
 
     if probs is not None:
         out.update(_roc_auc(y_true, np.asarray(probs, dtype=np.float64), k))
+    if rare is not None and k == 2:
+        out.update(_rare_class(y_true, y_pred, None if probs is None else np.asarray(probs, dtype=np.float64), rare))
+    if costs is not None:
+        out["cost"] = float(np.asarray(costs, dtype=np.float64)[y_true, y_pred].mean())
 
     p, r, f, s = skm.precision_recall_fscore_support(
         y_true, y_pred, labels=all_ids, average=None, zero_division=0
@@ -99,6 +108,16 @@ def classification_metrics(
     matrix = skm.confusion_matrix(y_true, y_pred, labels=all_ids)  # rows = true, cols = predicted
     out["confusion_matrix"] = {"labels": labels, "matrix": matrix.astype(int).tolist()}
     out["n"] = int(y_true.size)
+    return out
+
+
+def _rare_class(y_true: np.ndarray, y_pred: np.ndarray, probs: np.ndarray | None, rare: int) -> dict:
+    truth, said = y_true == rare, y_pred == rare
+    p, r, f, _ = skm.precision_recall_fscore_support(truth, said, average="binary", zero_division=0)
+    out = {"precision_rare": float(p), "recall_rare": float(r), "f1_rare": float(f)}
+    if probs is not None and truth.any() and not truth.all():
+        score = probs[:, rare] if probs.ndim == 2 else (probs if rare == 1 else 1 - probs)
+        out["pr_auc"] = float(skm.average_precision_score(truth, score))
     return out
 
 

@@ -68,10 +68,13 @@ def open_run(recipe: Recipe, out_dir: str | Path | None, runs_root: str | Path =
 def check_data(recipe: Recipe, run: Run | None = None):
     """Load the splits and run the quality gate; stops (DataError) when the gate fails with on_fail: stop."""
     spec = recipe.spec
-    roles = list(spec.roles)
-    splits = load_splits(recipe.data, roles, recipe.base_dir, seed=recipe.data.split.seed,
-                         classification=spec.has_classes)
-    report = check_quality(splits, recipe.quality, roles, spec.has_classes)
+    if spec.data_stage:
+        splits, report = spec.load_data(recipe)
+    else:
+        roles = list(spec.roles)
+        splits = load_splits(recipe.data, roles, recipe.base_dir, seed=recipe.data.split.seed,
+                             classification=spec.has_classes)
+        report = check_quality(splits, recipe.quality, roles, spec.has_classes)
     if run is not None:
         save_report(report, run.root)
     warnings = enforce(report, recipe.quality.on_fail)
@@ -132,7 +135,13 @@ def _train_stages(recipe: Recipe, run: Run, say) -> None:
 
     say("evaluate")
     forward = TorchForward(model)
+    decision = task.tune_decision(forward, data.get("validation"))
+    if decision:
+        say(f"decision: predict {decision['class']} when its probability >= {decision['threshold']:.4f} "
+            f"({decision['chosen_by']})")
     metrics = {name: task.evaluate(forward, data[name]) for name in recipe.evaluate.splits if name in data}
+    if decision:
+        metrics["decision"] = decision
     if cv:
         metrics["cross_validation"] = cv
     extra_metrics, task_sections = task.after_training(model, frames)
@@ -150,7 +159,7 @@ def _train_stages(recipe: Recipe, run: Run, say) -> None:
     save_atomically(run.model_dir, lambda tmp: task.save(model, tmp))
 
     say("report")
-    shown = {k: v for k, v in metrics.items() if k not in ("cross_validation", "baselines")}
+    shown = {k: v for k, v in metrics.items() if k not in ("cross_validation", "baselines", "decision")}
     write_report(run.root, ReportInputs(
         name=recipe.name, task=recipe.task, status="done", created=time.strftime("%Y-%m-%d %H:%M"),
         main_metric=metric, metrics=shown,
@@ -159,7 +168,9 @@ def _train_stages(recipe: Recipe, run: Run, say) -> None:
         task_sections=task.report_sections(shown) + task_sections,
         model={"arch": _describe(model), "parameters": total, "trainable": trainable,
                "source": _source(recipe, pretrained), **task.input_facts()},
-        pretrain=summary(pretrained), adaptations=plan.notes,
+        pretrain=summary(pretrained), adaptations=plan.notes + ([f"decision: predict {decision['class']} when its "
+                                                                 f"probability >= {decision['threshold']:.4f} "
+                                                                 f"({decision['chosen_by']})"] if decision else []),
         pretrain_history=_read_history(run.pretrain_dir / "history.json") if pretrained else [],
         training={"engine": task.engine, "seconds": f"{result.seconds:.1f}", "epochs": f"{result.epochs:g}",
                   "steps": result.steps, "precision": result.precision, "compile": result.compiled,

@@ -16,7 +16,7 @@ from danlu.errors import DanluError
 def problems(recipe) -> dict[str, list[str]]:
     """key path -> what is wrong with it; empty when the recipe can run."""
     found: dict[str, list[str]] = {}
-    for rule in (_files, _hub, _metrics, _training, _sections, *recipe.spec.checks):
+    for rule in (_files, _hub, _metrics, _training, _decision, _sections, *recipe.spec.checks):
         result = rule(recipe)
         for key, message in ([result] if isinstance(result, tuple) else result or []):
             found.setdefault(key, []).append(message)
@@ -103,6 +103,22 @@ def _training(recipe) -> list:
         elif recipe.distill.augment and recipe.train.imbalance == "oversample":
             out.append(("distill.augment", "the teacher-labelled copies cannot be oversampled by class; "
                                            "use train.imbalance: class_weights"))
+    return out
+
+
+def _decision(recipe) -> list:
+    ev, out = recipe.evaluate, []
+    if (ev.threshold is not None or ev.costs is not None) and not recipe.spec.has_classes:
+        out.append(("evaluate.threshold" if ev.threshold is not None else "evaluate.costs",
+                    f"a decision threshold and costs are for classification tasks, not {recipe.task}"))
+    elif ev.threshold is not None:
+        if ev.threshold.choose == "recall" and ev.threshold.recall is None:
+            out.append(("evaluate.threshold.recall", "choose: recall needs the recall to reach, e.g. recall: 0.9"))
+        if ev.threshold.choose == "cost" and not ev.costs:
+            out.append(("evaluate.costs", "threshold choose: cost needs the costs of mistakes, e.g. "
+                                          "{bad: {good: 5}, good: {bad: 1}}"))
+        if ev.threshold.recall is not None and ev.threshold.choose != "recall":
+            out.append(("evaluate.threshold.recall", "only used with choose: recall"))
     return out
 
 

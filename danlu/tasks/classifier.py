@@ -24,13 +24,74 @@ class ClassPrediction(BaseModel):
 
 class Classifier(ABC):
     """Mixed into a Task (it reads self.spec, self.recipe); `baseline_features` gives the linear
-    baseline its simple features."""
+    baseline its simple features.
+
+    Two classes: `rare` is the less frequent training class, whose PR-AUC, precision, recall and F1 every
+    split reports; `decision` ({"class", "threshold", "chosen_by"}) is the threshold on its probability
+    that predict and serve apply, when the recipe asks for one (evaluate.threshold).
+    """
 
     labels: list = []  # class values in id order
+    rare = None
+    decision: dict | None = None
 
     def fit_labels(self, values: pd.Series) -> None:
         uniq = pd.unique(values.dropna())
         self.labels = sorted((plain(v) for v in uniq), key=lambda v: (isinstance(v, str), v))
+        if len(self.labels) == 2:
+            counts = values.dropna().map(lambda v: str(plain(v))).value_counts()
+            # The rare class; at equal counts the second label, as scikit-learn's positive class.
+            self.rare = min(self.labels[::-1], key=lambda label: counts.get(str(label), 0))
+
+    def _rare_id(self) -> int | None:
+        return None if self.rare is None else [str(v) for v in self.labels].index(str(self.rare))
+
+    def decide(self, probs: np.ndarray) -> np.ndarray:
+        """Class ids: the most probable class, or with a decision threshold the rare class when its
+        probability reaches it."""
+        if self.decision is None:
+            return probs.argmax(-1)
+        rare = self._rare_id()
+        return np.where(probs[:, rare] >= self.decision["threshold"], rare, 1 - rare)
+
+    def costs(self) -> np.ndarray | None:
+        """The recipe's evaluate.costs as a (k, k) matrix in label order (true rows, predicted columns)."""
+        given = self.recipe.evaluate.costs if self.recipe is not None else None
+        if not given:
+            return None
+        names = [str(v) for v in self.labels]
+        unknown = sorted(({*given} | {p for row in given.values() for p in row}) - set(names))
+        if unknown:
+            raise DataError(f"evaluate.costs: {', '.join(unknown)} is not a class (classes: {', '.join(names)})")
+        matrix = np.zeros((len(names), len(names)))
+        for true, row in given.items():
+            for predicted, cost in row.items():
+                matrix[names.index(true), names.index(predicted)] = cost
+        return matrix
+
+    def tune_decision(self, forward, validation) -> dict | None:
+        """Choose the decision threshold on the validation split when the recipe asks for one."""
+        from danlu.inference import outputs
+        from danlu.tasks import decision
+
+        wanted = self.recipe.evaluate.threshold if self.recipe is not None else None
+        if wanted is None:
+            return None
+        if len(self.labels) != 2:
+            raise DataError(f"evaluate.threshold: a decision threshold needs two classes, not {len(self.labels)}")
+        if validation is None or not len(validation):
+            raise DataError("evaluate.threshold: the threshold is chosen on the validation split, and there is none")
+        logits, ids = outputs(self, forward, validation)
+        rare = self._rare_id()
+        costs = None
+        if wanted.choose == "cost":
+            matrix = self.costs()
+            costs = (matrix[1 - rare, rare], matrix[rare, 1 - rare])
+        threshold = decision.choose(softmax(logits)[:, rare], ids == rare, wanted.choose, wanted.recall, costs)
+        how = (f"recall >= {wanted.recall:g}" if wanted.choose == "recall" else
+               "the rare class's best F1" if wanted.choose == "f1" else "the least cost")
+        self.decision = {"class": self.rare, "threshold": threshold, "chosen_by": f"{how} on validation"}
+        return self.decision
 
     def label_ids(self, values: pd.Series) -> np.ndarray:
         index = {str(v): i for i, v in enumerate(self.labels)}
@@ -55,7 +116,8 @@ class Classifier(ABC):
         from danlu.evaluate.metrics import classification_metrics
 
         probs = softmax(logits)
-        return classification_metrics(label_ids, probs.argmax(-1), [str(v) for v in self.labels], probs=probs)
+        return classification_metrics(label_ids, self.decide(probs), [str(v) for v in self.labels], probs=probs,
+                                      rare=self._rare_id(), costs=self.costs())
 
     def evaluate(self, forward, dataset) -> dict:
         from danlu.inference import outputs
@@ -66,8 +128,8 @@ class Classifier(ABC):
     def to_json(self, logits: np.ndarray) -> list[dict]:
         probs = softmax(logits)
         out = []
-        for row in probs:
-            best = int(row.argmax())
+        for row, best in zip(probs, self.decide(probs)):
+            best = int(best)
             out.append({"label": self.labels[best], "score": round(float(row[best]), 6),
                         "scores": {str(lab): round(float(p), 6) for lab, p in zip(self.labels, row)}})
         return out
@@ -76,7 +138,15 @@ class Classifier(ABC):
         return ClassPrediction
 
     def card(self) -> dict:
-        return {**super().card(), "labels": list(self.labels)}
+        card = {**super().card(), "labels": list(self.labels)}
+        return {**card, "decision": self.decision} if self.decision else card
+
+    def label_meta(self) -> dict:
+        """What save_meta records of the labels, and load_labels reads back."""
+        return {"labels": self.labels, "rare": self.rare, "decision": self.decision}
+
+    def load_labels(self, meta: dict) -> None:
+        self.labels, self.rare, self.decision = meta["labels"], meta.get("rare"), meta.get("decision")
 
     # -- baselines ---------------------------------------------------------------------
     @abstractmethod
@@ -95,8 +165,8 @@ class Classifier(ABC):
         out = {}
         for split, frame in wanted.items():
             ids = self.label_ids(frame["label"])
-            out[split] = {"majority": baselines.majority(train_ids, ids, names),
-                          "linear": baselines.linear_classifier(linear, xs[split], ids, names)}
+            out[split] = {"majority": baselines.majority(train_ids, ids, names, self._rare_id()),
+                          "linear": baselines.classifier_metrics(linear, xs[split], ids, names, self._rare_id())}
         return out
 
     # -- report ------------------------------------------------------------------------

@@ -22,6 +22,15 @@ class Regressor(ABC):
     def fit_labels(self, values: pd.Series) -> None:
         self.labels = []
 
+    def label_meta(self) -> dict:
+        return {"labels": []}
+
+    def load_labels(self, meta: dict) -> None:
+        self.labels = []
+
+    def tune_decision(self, forward, validation) -> None:
+        return None  # a number has no decision threshold
+
     def label_ids(self, values: pd.Series) -> np.ndarray:
         numbers = pd.to_numeric(values, errors="coerce").astype(np.float64)
         bad = ~np.isfinite(numbers.to_numpy())
@@ -60,5 +69,5 @@ class Regressor(ABC):
         x_train, xs = self.baseline_features(train, wanted)
         ridge = baselines.fit_ridge(x_train, train_y, seed=self.recipe.train.seed)
         return {split: {"mean": baselines.mean(train_y, self.label_ids(frame["label"])),
-                        "ridge": baselines.ridge(ridge, xs[split], self.label_ids(frame["label"]))}
+                        "ridge": baselines.regressor_metrics(ridge, xs[split], self.label_ids(frame["label"]))}
                 for split, frame in wanted.items()}

@@ -200,11 +200,12 @@ class ImageClassification(Classifier, Task):
         model.save_pretrained(out_dir)
         if self.processor is not None:
             self.processor.save_pretrained(out_dir)
-        self.save_meta(out_dir, labels=self.labels, arch=self.arch, mode=self.mode, size=self.size)
+        self.save_meta(out_dir, **self.label_meta(), arch=self.arch, mode=self.mode, size=self.size)
 
     def load(self, model_dir: Path):
         meta = read_meta(model_dir)
-        self.labels, self.arch, self.mode, self.size = meta["labels"], meta["arch"], meta["mode"], meta["size"]
+        self.load_labels(meta)
+        self.arch, self.mode, self.size = meta["arch"], meta["mode"], meta["size"]
         if self.arch in ("vit", "pretrained"):
             self.processor = AutoImageProcessor.from_pretrained(model_dir)
             return AutoModelForImageClassification.from_pretrained(model_dir)

@@ -133,11 +133,11 @@ class TabularTask(Task):
     def save(self, model, out_dir: Path) -> None:
         model.save_pretrained(out_dir)
         atomic_write_json(Path(out_dir) / PREPROCESSING_FILE, self.preprocessing.to_json())
-        self.save_meta(out_dir, labels=self.labels, features=self.features)
+        self.save_meta(out_dir, **self.label_meta(), features=self.features)
 
     def load(self, model_dir: Path):
         meta = read_meta(model_dir)
-        self.labels = meta.get("labels") or []
+        self.load_labels(meta)
         path = Path(model_dir) / PREPROCESSING_FILE
         if not path.exists():
             raise DataError(f"{model_dir}: no {PREPROCESSING_FILE} (a run from an older danlu stored its "
@@ -155,14 +155,41 @@ class TabularClassification(Classifier, TabularTask):
     def baseline_features(self, train, frames):
         return self.preprocessed(train, frames)
 
+    def baseline(self, frames, splits) -> dict:
+        from danlu.evaluate import baselines
+
+        found = super().baseline(frames, splits)
+        train_x, xs = self.preprocessed(frames["train"], {s: frames[s] for s in found})
+        trees = baselines.fit_boosted_trees(train_x, self.label_ids(frames["train"]["label"]), True,
+                                            self.recipe.train.seed)
+        for split in found:
+            found[split]["boosted_trees"] = baselines.classifier_metrics(
+                trees, xs[split], self.label_ids(frames[split]["label"]), [str(v) for v in self.labels],
+                self._rare_id())
+        return found
+
     def baseline_names(self) -> dict[str, str]:
         return {"majority": "always the most frequent training class",
-                "linear": "logistic regression on the preprocessed features"}
+                "linear": "logistic regression on the preprocessed features",
+                "boosted_trees": "gradient-boosted trees (HistGradientBoosting) on the same features"}
 
 
 class TabularRegression(Regressor, TabularTask):
     def baseline_features(self, train, frames):
         return self.preprocessed(train, frames)
 
+    def baseline(self, frames, splits) -> dict:
+        from danlu.evaluate import baselines
+
+        found = super().baseline(frames, splits)
+        train_x, xs = self.preprocessed(frames["train"], {s: frames[s] for s in found})
+        trees = baselines.fit_boosted_trees(train_x, self.label_ids(frames["train"]["label"]), False,
+                                            self.recipe.train.seed)
+        for split in found:
+            found[split]["boosted_trees"] = baselines.regressor_metrics(trees, xs[split],
+                                                                        self.label_ids(frames[split]["label"]))
+        return found
+
     def baseline_names(self) -> dict[str, str]:
-        return {"mean": "always the training mean", "ridge": "ridge regression on the preprocessed features"}
+        return {"mean": "always the training mean", "ridge": "ridge regression on the preprocessed features",
+                "boosted_trees": "gradient-boosted trees (HistGradientBoosting) on the same features"}

@@ -4,6 +4,12 @@ from danlu.evaluate.names import CLASSIFICATION
 from danlu.recipe.sections import TokenizerConfig
 from danlu.registry import Capabilities, TaskSpec
 
+def _arch(recipe):
+    if recipe.model.arch not in (None, "bert"):
+        return ("model.arch", f"text classification builds 'bert' encoders, not '{recipe.model.arch}'")
+    return None
+
+
 SPEC = TaskSpec(
     name="text-classification",
     kind="classification",
@@ -16,6 +22,7 @@ SPEC = TaskSpec(
     summary="a string -> one of a fixed set of classes (sentiment, topic, intent)",
     starter="danlu.tasks.text_classification:starter.yaml",
     sections={"tokenizer": TokenizerConfig},
+    checks=(_arch,),
     sample="danlu.tasks.text_classification.sample:sample",
     unused=lambda recipe: ("tokenizer",) if recipe.model.from_ else (),
     capabilities=Capabilities(

@@ -151,13 +151,14 @@ class TextClassification(Classifier, Task):
     def save(self, model, out_dir: Path) -> None:
         model.save_pretrained(out_dir)
         self.tokenizer.save_pretrained(out_dir)
-        self.save_meta(out_dir, labels=self.labels, max_length=self.max_length)
+        self.save_meta(out_dir, **self.label_meta(), max_length=self.max_length)
 
     def load(self, model_dir: Path):
         from danlu.tasks.base import read_meta
 
         meta = read_meta(model_dir)
-        self.labels, self.max_length = meta["labels"], meta.get("max_length", 128)
+        self.load_labels(meta)
+        self.max_length = meta.get("max_length", 128)
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
         return AutoModelForSequenceClassification.from_pretrained(model_dir)
 
