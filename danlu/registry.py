@@ -27,6 +27,9 @@ BUILTIN_SPEC_MODULES = (
     "danlu.tasks.tabular.spec",
     "danlu.tasks.causal_lm.spec",
     "danlu.tasks.forecasting.spec",
+    "danlu.tasks.token_classification.spec",
+    "danlu.tasks.chat.spec",
+    "danlu.tasks.translation.spec",
 )
 ENV_MODULES = "DANLU_TASK_MODULES"
 

@@ -264,6 +264,41 @@ def _size(value: float | int, n: int) -> int:
     return math.ceil(value * n) if isinstance(value, float) else int(value)
 
 
+def split_sizes(split, present, n: int) -> dict[str, int]:
+    """Validation and test counts to take from a training pool of `n` where `present` has no such split."""
+    return {name: 0 if name in present else _size(getattr(split, name), n) for name in ("validation", "test")}
+
+
+def take_rows(frame: pd.DataFrame, index) -> pd.DataFrame:
+    return frame.iloc[index].reset_index(drop=True)
+
+
+def carve_pool(pools: dict, split, unit: str, take) -> tuple[dict, list[str]]:
+    """Validation and test units (sentences, pairs, conversations) taken from the training pool where
+    the recipe gives none of their own, without stratifying: a share (ceil) or a count, drawn with the
+    split's seed, or in file order the last ones (test last, validation just before it).
+    `take(pool, sorted_indices)` makes a split of the pool's kind."""
+    pool = pools["train"]
+    n = len(pool)
+    sizes = split_sizes(split, pools, n)
+    if not sum(sizes.values()):
+        return dict(pools), []
+    if sum(sizes.values()) >= n:
+        raise DataError(f"split: validation ({sizes['validation']}) + test ({sizes['test']}) {unit} would take all "
+                        f"{n} training {unit}; lower data.split.validation / data.split.test")
+    order = np.random.default_rng(split.seed).permutation(n) if split.shuffle else np.arange(n)
+    cut = n - sizes["validation"] - sizes["test"]
+    parts = {"train": order[:cut], "validation": order[cut:cut + sizes["validation"]],
+             "test": order[cut + sizes["validation"]:]}
+    out = dict(pools)
+    for name, index in parts.items():
+        if name == "train" or sizes.get(name):
+            out[name] = take(pool, np.sort(index))
+    taken = ", ".join(f"{name} {sizes[name]:,}" for name in sizes if sizes[name])
+    how = f"shuffled, seed {split.seed}" if split.shuffle else "in file order"
+    return out, [f"{taken} {unit} taken from the {n:,} training {unit} ({how})"]
+
+
 def _carve(frames: dict[str, pd.DataFrame], data: DataConfig, seed: int, stratify: bool
            ) -> tuple[dict[str, pd.DataFrame], list[str]]:
     pool = frames["train"].reset_index(drop=True)

@@ -104,6 +104,15 @@ def load_pretrained(factory, path: str, **kwargs):
         ) from None
 
 
+def load_with_new_head(factory, path: str, dropout: float | None, **labels):
+    """An encoder checkpoint under a freshly initialised head for `labels` (the checkpoint's own head,
+    if any, has other classes or tags), with the recipe's dropout where it sets one."""
+    extra = {}
+    if dropout is not None:
+        extra = dict(hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout)
+    return load_pretrained(factory, path, ignore_mismatched_sizes=True, **labels, **extra)
+
+
 def count_parameters(model) -> tuple[int, int]:
     total = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -111,4 +120,5 @@ def count_parameters(model) -> tuple[int, int]:
 
 
 __all__ = ["ClassicConfig", "ClassicModel", "SIZES", "shape_of", "resolve_pretrained", "load_pretrained",
+           "load_with_new_head",
            "count_parameters"]

@@ -126,7 +126,7 @@ class PretrainConfig(Section):
     folder (or glob) of image files.
     """
 
-    objective: Literal["mlm", "clm", "mim"] = "mlm"
+    objective: Literal["mlm", "clm", "mim", "denoise"] = "mlm"
     # A txt file (one text per line), a jsonl/csv/tsv/parquet file (its `column`), or a folder of
     # .txt files (mim: a folder or glob of images); default: the task's own training inputs, labels ignored.
     corpus: str | None = Field(default=None, min_length=1, max_length=4096)

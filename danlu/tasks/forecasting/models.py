@@ -11,6 +11,7 @@ PatchTST saves in transformers' own format, so `PatchTSTForPrediction.from_pretr
 from __future__ import annotations
 
 import json
+from abc import ABCMeta, abstractmethod
 from pathlib import Path
 
 import torch
@@ -74,7 +75,7 @@ class NetConfig:
         return {"model_type": self.model_type, **{k: getattr(self, k) for k in self.FIELDS}}
 
 
-class PlainForecaster(nn.Module):
+class PlainForecaster(nn.Module, metaclass=ABCMeta):  # a forecaster without `forecast` cannot be built
     """What the plain nets share: instance normalisation of the targets, the loss, saving."""
 
     main_input_name = "past_values"
@@ -95,8 +96,9 @@ class PlainForecaster(nn.Module):
             forecast = self.norm.restore(forecast, stats)
         return output(forecast, labels)
 
+    @abstractmethod
     def forecast(self, targets, covariates, future_covariates) -> torch.Tensor:
-        raise NotImplementedError
+        """(B, horizon, targets) from the (normalised) targets and the covariates of a window."""
 
     def save_pretrained(self, folder, **_ignored) -> None:
         folder = Path(folder)

@@ -17,7 +17,7 @@ from transformers import (AutoModelForSequenceClassification, AutoTokenizer, Ber
                           BertForSequenceClassification, DataCollatorWithPadding)
 
 from danlu.errors import DanluError
-from danlu.models import load_pretrained, resolve_pretrained, shape_of
+from danlu.models import load_pretrained, load_with_new_head, resolve_pretrained, shape_of
 from danlu.tasks.base import Task
 from danlu.tasks.classifier import Classifier
 from danlu.train.examples import Examples
@@ -75,12 +75,7 @@ class TextClassification(Classifier, Task):
         cfg = self.recipe.model
         path = self.pretrained_path()
         if path:
-            extra = {}
-            if cfg.dropout is not None:
-                extra = dict(hidden_dropout_prob=cfg.dropout, attention_probs_dropout_prob=cfg.dropout)
-            # The checkpoint's own head (if any) has other classes: a new one is initialised.
-            return load_pretrained(AutoModelForSequenceClassification, path, ignore_mismatched_sizes=True,
-                                   **self.head_labels(), **extra)
+            return load_with_new_head(AutoModelForSequenceClassification, path, cfg.dropout, **self.head_labels())
         return BertForSequenceClassification(self.bert_config(**self.head_labels()))
 
     def bert_config(self, positions: int | None = None, **extra) -> BertConfig:

@@ -1,0 +1,1 @@
+"""Token classification (named entities): a tag per word or character, from CoNLL or jsonl files."""
