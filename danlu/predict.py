@@ -15,11 +15,13 @@ from danlu.errors import DanluError
 from danlu.inference import torch_forward
 from danlu.run import Run
 from danlu.tasks import load_task
+from danlu.train import silence_transformers
 
 SHOWN_INPUTS = ("text", "image")  # echoed beside each prediction, so a line says what it is about
 
 
 def predict_input(run_dir: str | Path, value: str, batch_size: int = 64) -> Iterator[dict]:
+    silence_transformers()  # stdout and stderr carry the predictions and errors, no weight-loading bars
     run = Run(run_dir)
     task, model = load_task(run.require_model())
     frame = _rows(run, task, value)

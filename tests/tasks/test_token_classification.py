@@ -359,6 +359,8 @@ def test_an_lstm_tagger_learns_saves_as_safetensors_and_loads_to_the_same_tags(t
     assert (tmp_path / "saved" / "model.safetensors").exists()
     loaded_task, loaded = load_task(tmp_path / "saved")
     assert isinstance(loaded, LstmTagger)
+    # With danlu imported, the Auto classes know the tagger (AutoTokenizer reads config.json's model_type).
+    assert isinstance(AutoModelForTokenClassification.from_pretrained(tmp_path / "saved"), LstmTagger)
     model.eval()
     text = task.frame_from_value("Anna visited Paris .")
     assert loaded_task.predict(TorchForward(loaded), text) == task.predict(TorchForward(model), text)

@@ -8,7 +8,6 @@ frame holds `messages` (the turns) and `text` (the turns' text): the generic gat
 
 from __future__ import annotations
 
-
 import numpy as np
 import pandas as pd
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from transformers import PretrainedConfig, PreTrainedModel
+from transformers import AutoConfig, AutoModelForTokenClassification, PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import TokenClassifierOutput
 
 MODEL_TYPE = "danlu_bilstm_tagger"
@@ -69,6 +69,12 @@ class LstmTagger(PreTrainedModel):
             loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1),
                                                ignore_index=-100)
         return TokenClassifierOutput(loss=loss, logits=logits)
+
+
+# Known to the Auto classes once danlu is imported: AutoTokenizer reads config.json's model_type, and
+# AutoModelForTokenClassification.from_pretrained(RUN/model) builds the tagger.
+AutoConfig.register(MODEL_TYPE, LstmTaggerConfig, exist_ok=True)
+AutoModelForTokenClassification.register(LstmTaggerConfig, LstmTagger, exist_ok=True)
 
 
 def lstm_config(model_cfg, vocab_size: int, pad_token_id: int, **labels) -> LstmTaggerConfig:
