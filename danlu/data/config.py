@@ -138,6 +138,12 @@ class DataConfig(BaseModel):
             self.header = False
         return self
 
+    def not_default(self, keys) -> list[str]:
+        """Those of `keys` whose value is not the default. Compared with the default, not looked up in the
+        keys written: a run's resolved recipe writes them all."""
+        fields = type(self).model_fields
+        return [key for key in keys if getattr(self, key) != fields[key].get_default(call_default_factory=True)]
+
     def explicit_splits(self) -> dict[str, Source]:
         return {name: getattr(self, name) for name in SPLIT_NAMES if getattr(self, name) is not None}
 

@@ -16,7 +16,7 @@ import typer
 from typer.testing import CliRunner
 
 from danlu.serve import commands
-from servekit import client_for, run
+from servekit import client_for, run, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 cli = typer.Typer()
@@ -134,14 +134,6 @@ GATED_SERVER = """
 """
 
 
-def wait_for(condition, what: str, timeout: float = 60):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what} did not happen in {timeout:.0f} s")
-        time.sleep(0.01)
-
-
 def refuses(port: int) -> bool:
     try:
         socket.create_connection(("127.0.0.1", port), timeout=5).close()
@@ -176,9 +168,9 @@ def test_sigterm_lets_in_flight_requests_finish_then_exits_0(text_run, tmp_path)
 
     try:
         try:
-            wait_for(lambda: held() == 6, "all six requests inside the server")
+            wait_for(lambda: held() == 6, "all six requests inside the server", timeout=60)
             proc.send_signal(signal.SIGTERM)
-            wait_for(lambda: refuses(port), "refusing new connections while draining")
+            wait_for(lambda: refuses(port), "refusing new connections while draining", timeout=60)
             assert all(r is None for r in replies)  # held at the gate: all six are still in flight
         finally:
             (gate / "release").write_text("")  # a failed assertion must not leave the server held forever

@@ -98,10 +98,9 @@ def _own_template_names_its_end(recipe):
 
 def _data_keys(recipe):
     data, found = recipe.data, []
-    for key in ("features", "categorical", "split_column"):
-        if getattr(data, key) is not None:
-            found.append((f"data.{key}", "chat reads conversations (messages, ShareGPT conversations or Alpaca "
-                                         "instruction/input/output); remove it"))
+    for key in data.not_default(("features", "categorical", "split_column")):
+        found.append((f"data.{key}", "chat reads conversations (messages, ShareGPT conversations or Alpaca "
+                                     "instruction/input/output); remove it"))
     return found
 
 

@@ -147,11 +147,9 @@ def _time_split_only(recipe):
     # The generic data keys that split or sample rows mean nothing for one series read in time order.
     data = recipe.data
     found = []
-    for key in ("split", "split_column", "limit", "features", "categorical"):
-        # Compared with the default, not looked up in the keys written: a run's resolved recipe writes them all.
-        if getattr(data, key) != type(data).model_fields[key].get_default(call_default_factory=True):
-            found.append((f"data.{key}", "a forecasting run splits its series in time order by forecast.split "
-                                         "and reads the columns named in forecast:; remove it"))
+    for key in data.not_default(("split", "split_column", "limit", "features", "categorical")):
+        found.append((f"data.{key}", "a forecasting run splits its series in time order by forecast.split "
+                                     "and reads the columns named in forecast:; remove it"))
     for key in ("train", "validation", "test"):
         if getattr(data, key) is not None:
             found.append((f"data.{key}", "a series is one table: give it as data.source (a file, or a list of files "

@@ -52,11 +52,9 @@ def _arch(recipe):
 def _data_keys(recipe):
     # Keys of the generic data stage that mean nothing for sentences of tagged tokens.
     data, found = recipe.data, []
-    for key in ("features", "categorical", "split_column", "hub"):
-        # Compared with the default, not looked up in the keys written: a run's resolved recipe writes them all.
-        if getattr(data, key) != type(data).model_fields[key].get_default(call_default_factory=True):
-            found.append((f"data.{key}", "token classification reads sentences of tagged tokens (CoNLL columns or "
-                                         "jsonl with tokens and tags); remove it"))
+    for key in data.not_default(("features", "categorical", "split_column", "hub")):
+        found.append((f"data.{key}", "token classification reads sentences of tagged tokens (CoNLL columns or "
+                                     "jsonl with tokens and tags); remove it"))
     if data.format not in FORMATS:
         found.append(("data.format", f"token classification reads CoNLL column files (format auto) or jsonl, "
                                      f"not {data.format}"))

@@ -75,11 +75,9 @@ def _early_stopping(recipe):
 def _data_keys(recipe):
     # Keys of the generic data stage that mean nothing for pairs of sentences.
     data, found = recipe.data, []
-    for key in ("features", "categorical", "split_column", "hub"):
-        # Compared with the default, not looked up in the keys written: a run's resolved recipe writes them all.
-        if getattr(data, key) != type(data).model_fields[key].get_default(call_default_factory=True):
-            found.append((f"data.{key}", "translation reads pairs of sentences (two aligned line files, or a "
-                                         "tsv/csv/jsonl/parquet table with source and target columns); remove it"))
+    for key in data.not_default(("features", "categorical", "split_column", "hub")):
+        found.append((f"data.{key}", "translation reads pairs of sentences (two aligned line files, or a "
+                                     "tsv/csv/jsonl/parquet table with source and target columns); remove it"))
     if data.format in ("imagefolder", "image_csv", "idx", "builtin", "hub"):
         found.append(("data.format", f"translation reads line files or tables of sentence pairs, not {data.format}"))
     return found
