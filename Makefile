@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: quickstart test setup setup-test
+.PHONY: quickstart test setup setup-test browser
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -29,5 +29,11 @@ setup-test: $(BIN)/.danlu-test
 quickstart: setup
 	$(BIN)/danlu quickstart
 
-test: setup-test
+# The studio's browser tests drive Debian's Chromium through Playwright (`playwright install` downloads a
+# browser of its own, which these machines cannot fetch). Without it they skip, saying so.
+browser:
+	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
+		|| echo "chromium could not be installed: the studio's browser tests will skip"
+
+test: setup-test browser
 	$(BIN)/python -m pytest -q --timeout=900 -p no:cacheprovider
