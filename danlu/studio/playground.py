@@ -28,6 +28,7 @@ from danlu.studio.folder import NotFound, RunsFolder
 
 log = logging.getLogger("danlu.studio")
 MEDIA = ("image", "audio", "video")  # a bytes field named so takes files of that type
+MAX_UPLOAD_KB = 32 * 1024  # base64 of about 24 MB: a minute of 16-bit stereo 44.1 kHz audio fits
 
 
 @dataclass
@@ -119,10 +120,14 @@ class ServeApps:
         from starlette.concurrency import run_in_threadpool
 
         run = self.folder.run(name)
+        loaded = self._apps.get(name)
+        if loaded is not None and loaded.stamp == self._stamp(run):  # no lock: a model loading for another
+            self._apps.move_to_end(name)                             # run holds it for seconds
+            return loaded
         async with self._lock:
             stamp = self._stamp(run)
             loaded = self._apps.get(name)
-            if loaded is not None and loaded.stamp == stamp:
+            if loaded is not None and loaded.stamp == stamp:  # loaded while this request waited
                 self._apps.move_to_end(name)
                 return loaded
             if loaded is not None:
@@ -139,7 +144,8 @@ class ServeApps:
         from danlu.serve.runner import load_runner
 
         runner = load_runner(run.root)
-        app = create_app(runner, ServeSettings(access_log=False, log_level="warning"))
+        # Serve's settings, but for the body size: a playground upload is a whole image or sound clip.
+        app = create_app(runner, ServeSettings(access_log=False, log_level="warning", max_body_kb=MAX_UPLOAD_KB))
         return Loaded(app, runner, widget_for(runner.task.spec, runner.task.request_item(),
                                               runner.model is not None), stamp, AsyncExitStack())
 

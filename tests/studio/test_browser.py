@@ -27,12 +27,30 @@ def runs(tmp_path_factory):
         train(load_recipe(recipe), folder / "quickstart")
     move_run(train_text_run(tmp_path_factory.mktemp("studio-text")), folder, "reviews")
     move_run(train_tiny_lm(tmp_path_factory.mktemp("studio-lm"), LM_TEXT, steps=20, batch_size=8), folder, "tiny-lm")
+    train(colour_recipe(tmp_path_factory.mktemp("studio-images")), folder / "colours")
     write_run(folder, "training-now", status="running", value=None)
     compressed = write_run(folder, "compressed", value=0.91)
     write_variants(compressed, variants_table([("pytorch-fp32", 0.91, 4.0, 4_000_000),
                                                ("onnx-int8", 0.90, 1.0, 1_000_000),
                                                ("prune-magnitude-0.5", 0.89, 3.0, 4_000_000)]))
     return folder
+
+
+def colour_recipe(root):
+    """A tiny CNN telling colour squares apart (imagekit's), trained by the plain loop in a second or two."""
+    import pandas as pd
+
+    from danlu.recipe import recipe_from_dict
+    from imagekit import colour_squares
+
+    table = root / "colours.csv"
+    pd.DataFrame(colour_squares(root / "pics", per_class=10), columns=["image", "label"]).to_csv(table, index=False)
+    return recipe_from_dict({
+        "name": "colours", "task": "image-classification", "quality": {"on_fail": "warn"},
+        "data": {"source": str(table), "split": {"validation": 0.2, "test": 0.2, "seed": 0}},
+        "model": {"arch": "cnn", "channels": [4], "hidden": [8], "image_size": 16},
+        "train": {"epochs": 5, "batch_size": 8, "optimizer": "adam", "lr": 0.01, "progress": False},
+    })
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +101,7 @@ def test_the_runs_page_lists_the_quickstart_run_and_sorts(page, runs, shots):
     page.click('th a[data-column="metric"]')
     page.wait_for_url("**/?sort=metric**")
     page.locator("#runs tbody tr").first.wait_for()
-    assert page.locator("#runs tbody tr").count() == 5
+    assert page.locator("#runs tbody tr").count() == 6
 
 
 def test_a_run_page_draws_its_loss_curve(page, runs, shots):
@@ -132,6 +150,25 @@ def test_the_playground_classifies_text_as_the_server_does(page, runs, shots):
     playwright.expect(top.locator(".score")).to_have_text(f"{expected['score']:.4f}")
     playwright.expect(page.locator(".scores li")).to_have_count(len(expected["scores"]))
     page.screenshot(path=str(shots / "playground-text.png"), full_page=True)
+
+
+def test_the_playground_uploads_an_image_for_an_image_classifier(page, runs, tmp_path, shots):
+    from danlu.serve.runner import load_runner
+    from imagekit import colour_squares
+
+    import pandas as pd
+
+    path = colour_squares(tmp_path, per_class=1)[0][0]  # a red square
+    expected = load_runner(runs / "colours").predict(pd.DataFrame({"image": [path]}))[0]
+    page.goto("/runs/colours/playground")
+    page.locator('#playground[data-state="ready"][data-widget="files"]').wait_for()
+    assert page.get_attribute('input[type="file"][name="image"]', "accept") == "image/*"
+    page.set_input_files('input[name="image"]', path)
+    page.click("#predict")
+    page.locator('#result[data-state="done"]').wait_for()
+    playwright.expect(page.locator(".scores li.top")).to_have_attribute("data-label", expected["label"])
+    playwright.expect(page.locator(".preview img")).to_have_count(1)  # the upload shown beside its labels
+    page.screenshot(path=str(shots / "playground-image.png"), full_page=True)
 
 
 def test_the_playground_streams_a_language_models_reply(page, shots):

@@ -229,3 +229,33 @@ def test_a_table_row_gets_a_form_and_anything_nested_a_json_box():
     form = from_schema(_schema(Row))
     assert form.kind == "form" and [(f["name"], f["input"]) for f in form.fields] == [("age", "number"), ("job", "text")]
     assert from_schema(_schema(Nested)).kind == "json"
+
+
+def test_the_playground_keeps_each_runs_serve_app_until_its_model_changes(tmp_path, monkeypatch):
+    from servekit import StubRunner
+
+    for name in ("a", "b", "c"):
+        write_run(tmp_path, name)
+    loads = []
+
+    def load(root, *args, **kwargs):
+        loads.append(root.name)
+        return StubRunner()
+
+    monkeypatch.setattr("danlu.serve.runner.load_runner", load)
+    with client(tmp_path) as studio:
+        def predict(name):
+            answer = studio.post(f"/serve/{name}/v1/predict", json={"inputs": ["a fine film"]})
+            assert answer.status_code == 200, answer.text
+            return answer.json()["predictions"][0]["label"]
+
+        assert predict("a") == "pos" and predict("a") == "pos"
+        assert loads == ["a"]  # loaded once, then kept
+        config = tmp_path / "a" / "model" / "config.json"
+        os.utime(config, ns=(os.stat(config).st_atime_ns, os.stat(config).st_mtime_ns + 10**9))  # retrained
+        predict("a")
+        assert loads == ["a", "a"]
+        predict("b"), predict("c"), predict("a")  # two kept: b and c pushed a out
+        assert loads == ["a", "a", "b", "c", "a"]
+        info = studio.get("/api/runs/a/playground").json()
+        assert info["widget"] == {"kind": "text", "fields": []} and info["base"] == "/serve/a"
