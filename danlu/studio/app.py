@@ -132,7 +132,7 @@ def create_studio(runs: str | Path, api_key: str | None = None, local_only: bool
         splits = {k: v for k, v in metrics.items() if k not in NOT_SPLITS and isinstance(v, dict)}
         pictures = sorted(p.name for p in run.plots.glob("*.png") if p.name not in CHART_PICTURES) \
             if run.plots.is_dir() else []
-        return page("run.html", name=name, row=row, state=run.state(), splits=splits,
+        return page("run.html", name=name, row=row, state=run.state(), splits=splits, warnings=_warnings(run),
                     scalars={s: _scalars(m) for s, m in splits.items()},
                     baselines=metrics.get("baselines") or {}, cv=metrics.get("cross_validation") or {},
                     decision=metrics.get("decision"), pictures=pictures,
@@ -257,6 +257,21 @@ def _scalars(metrics: dict) -> dict:
     from danlu.evaluate.metrics import scalar_metrics
 
     return scalar_metrics(metrics)
+
+
+def _warnings(run) -> list[str]:
+    """The report's warnings (the model no better than a baseline...), as the pipeline wrote them in
+    report.md: the studio shows the same verdict the console and the report gave."""
+    lines = _text(run.report_md).splitlines()
+    if "## Warnings" not in lines:
+        return []
+    found = []
+    for line in lines[lines.index("## Warnings") + 1:]:
+        if line.startswith("## "):
+            break
+        if line.startswith("- "):
+            found.append(line[2:].removeprefix("WARNING: "))
+    return found
 
 
 def _text(path: Path, limit: int = 200_000) -> str:

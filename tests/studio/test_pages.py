@@ -70,6 +70,7 @@ def test_statuses_running_interrupted_and_failed(tmp_path):
               for name in ("alive", "killed", "broken")}
     assert status == {"alive": "running", "killed": "interrupted", "broken": "failed"}
     assert 'title="out of memory"' in page
+    assert "resumes from its last complete checkpoint" in client(tmp_path).get("/runs/killed").text
 
 
 def test_the_best_baseline_follows_the_metrics_direction(tmp_path):
@@ -259,3 +260,12 @@ def test_the_playground_keeps_each_runs_serve_app_until_its_model_changes(tmp_pa
         assert loads == ["a", "a", "b", "c", "a"]
         info = studio.get("/api/runs/a/playground").json()
         assert info["widget"] == {"kind": "text", "fields": []} and info["base"] == "/serve/a"
+
+
+def test_a_run_page_repeats_the_reports_warnings(tmp_path):
+    run = write_run(tmp_path, "warned")
+    (run / "report.md").write_text("# warned\n\n## Warnings\n\n- WARNING: the model does no better than the linear "
+                                   "baseline on validation\n\n## Metrics\n\n- not a warning\n")
+    page = client(tmp_path).get("/runs/warned").text
+    assert re.findall(r'<p class="warning">warning: ([^<]+)</p>', page) == [
+        "the model does no better than the linear baseline on validation"]  # and nothing of the next section
