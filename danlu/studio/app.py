@@ -17,6 +17,7 @@ outside the studio: Plotly's bundle is served from the installed `plotly` packag
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from contextlib import asynccontextmanager
@@ -43,6 +44,7 @@ FILE_POLICY = "sandbox; default-src 'none'; img-src data:; style-src 'unsafe-inl
 NOT_SPLITS = ("baselines", "decision", "cross_validation")
 CHART_PICTURES = ("loss.png", "pretrain_loss.png")  # drawn live on the page instead
 STATIC = ("studio.css", "studio.js")
+log = logging.getLogger("danlu.studio")
 
 
 def plotly_bundle() -> Path:
@@ -219,6 +221,9 @@ def create_studio(runs: str | Path, api_key: str | None = None, local_only: bool
             loaded = await apps.get(name)
         except DanluError as exc:
             raise HTTPException(409, str(exc)) from None
+        except Exception:  # a model folder that loads nowhere: the page says so instead of hanging on "loading"
+            log.exception("loading the model of %s failed", name)
+            raise HTTPException(500, "loading the model failed; see the studio's log") from None
         info = loaded.runner.info
         return {"widget": loaded.widget.to_json(), "model": info.name, "task": info.task, "variant": info.variant,
                 "chosen_by": info.chosen_by, "card": info.card, "base": f"/serve/{name}"}

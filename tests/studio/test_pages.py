@@ -269,3 +269,16 @@ def test_a_run_page_repeats_the_reports_warnings(tmp_path):
     page = client(tmp_path).get("/runs/warned").text
     assert re.findall(r'<p class="warning">warning: ([^<]+)</p>', page) == [
         "the model does no better than the linear baseline on validation"]  # and nothing of the next section
+
+
+def test_a_model_that_fails_to_load_is_a_500_that_says_so(tmp_path, monkeypatch):
+    write_run(tmp_path, "corrupt")
+
+    def broken(root, *args, **kwargs):
+        raise OSError("model.safetensors: truncated")
+
+    monkeypatch.setattr("danlu.serve.runner.load_runner", broken)
+    with client(tmp_path) as studio:
+        answer = studio.get("/api/runs/corrupt/playground")
+        assert answer.status_code == 500 and "loading the model failed" in answer.json()["detail"]
+        assert studio.post("/serve/corrupt/v1/predict", json={"inputs": ["x"]}).status_code == 500

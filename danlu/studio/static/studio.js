@@ -418,7 +418,7 @@ async function playgroundPage() {
   if (!box) return;
   const note = document.getElementById("model-note");
   const reply = await fetch(box.dataset.url, {cache: "no-store"});
-  const info = await reply.json();
+  const info = await reply.json().catch(() => ({detail: `the studio answered ${reply.status}`}));
   if (!reply.ok) {
     note.textContent = info.detail;
     note.className = "bad";
