@@ -18,7 +18,6 @@ from urllib.parse import parse_qs
 
 COOKIE = "danlu_studio"
 OPEN = ("/login", "/static/")  # the login form and the page assets: nothing from the runs
-LOCAL_NAMES = ("localhost", "127.0.0.1", "::1")
 
 
 def is_local(host: str) -> bool:
@@ -46,7 +45,7 @@ class KeyGate:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", ())}
-        if self.local_only and _host_name(headers.get("host", "")) not in LOCAL_NAMES:
+        if self.local_only and not is_local(_host_name(headers.get("host", ""))):
             return await reply(send, 400, "text/plain", b"the studio answers requests to localhost only")
         path = scope.get("path", "")
         if self.api_key is None or path.startswith(OPEN) or self._holds_key(headers):

@@ -90,6 +90,7 @@ def test_a_local_studio_answers_only_requests_addressed_to_localhost(runs):
     assert TestClient(studio, base_url="http://localhost:8765").get("/").status_code == 200
     assert TestClient(studio, base_url="http://127.0.0.1:8765").get("/").status_code == 200
     assert TestClient(studio, base_url="http://[::1]:8765").get("/").status_code == 200
+    assert TestClient(studio, base_url="http://127.0.0.2:8765").get("/").status_code == 200  # all of 127/8
     assert TestClient(studio, base_url="http://rebound.example:8765").get("/").status_code == 400
 
 

@@ -188,6 +188,25 @@ def test_the_playground_streams_a_language_models_reply(page, shots):
     page.screenshot(path=str(shots / "playground-chat.png"), full_page=True)
 
 
+def test_predictions_are_shown_as_their_task_answers(page):
+    # The renderer reads the answer's shape, not the task's name: entities (token classification's
+    # Tagging) are marked in the text they came from; a transcript or a translation is text.
+    page.goto("/runs/reviews/playground")
+    page.locator('#playground[data-state="ready"]').wait_for()
+    text = "Ada Lovelace lived in London"
+    page.evaluate("""([text]) => document.getElementById('result').append(
+        showPrediction({entities: [{type: 'PER', text: 'Ada Lovelace', start: 0, end: 12, score: 0.91},
+                                   {type: 'LOC', text: 'London', start: 22, end: 28, score: 0.88}],
+                        tokens: ['Ada', 'Lovelace', 'lived', 'in', 'London'],
+                        tags: ['B-PER', 'I-PER', 'O', 'O', 'B-LOC']}, text),
+        showPrediction({text: 'seven three two'}, null))""", [text])
+    marks = page.locator("mark.entity")
+    playwright.expect(marks).to_have_count(2)
+    assert [marks.nth(i).get_attribute("data-type") for i in range(2)] == ["PER", "LOC"]
+    assert page.locator(".entities").first.inner_text().replace("PER", "").replace("LOC", "") == text
+    playwright.expect(page.locator('.text-out[data-key="text"] span')).to_have_text("seven three two")
+
+
 def test_a_training_run_updates_without_a_reload(page, runs, shots):
     page.goto("/runs/training-now")
     page.evaluate("window.sameDocument = true")  # gone if the page reloads
