@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: quickstart test setup setup-test browser
+.PHONY: quickstart test setup setup-test browser speech
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -35,5 +35,10 @@ browser:
 	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
 		|| echo "chromium could not be installed: the studio's browser tests will skip"
 
-test: setup-test browser
+# The speech tests also read words spoken by Debian's espeak-ng; without it those few skip, saying so.
+speech:
+	@command -v espeak-ng >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng) \
+		|| echo "espeak-ng could not be installed: the tests that synthesise speech will skip"
+
+test: setup-test browser speech
 	$(BIN)/python -m pytest -q --timeout=900 -p no:cacheprovider

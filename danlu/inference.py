@@ -87,9 +87,6 @@ def torch_forward(model, precision: str = "fp32") -> TorchForward:
 
 
 # -- batching -----------------------------------------------------------------------
-def _length(item: dict) -> int | None:
-    ids = item.get("input_ids") if isinstance(item, dict) else None
-    return None if ids is None else len(ids)
 
 
 def groups(items: list[dict], batch_size: int) -> list[list[int]]:
@@ -97,7 +94,9 @@ def groups(items: list[dict], batch_size: int) -> list[list[int]]:
     where padding would waste more than PAD_SLACK), in order for fixed-size inputs."""
     if not items:
         return []
-    lengths = [_length(item) for item in items]
+    from danlu.train.examples import item_length
+
+    lengths = [item_length(item) for item in items]
     if lengths[0] is None:
         return [list(range(i, min(i + batch_size, len(items)))) for i in range(0, len(items), batch_size)]
     out, current, alone = [], [], 0
@@ -124,7 +123,7 @@ def batches(task, dataset, size: int, indices=None) -> tuple[list[dict], np.ndar
         if y is not None:
             labels.append(np.asarray(y))
         out.append(batch)
-    return out, (np.concatenate(labels) if labels else None)
+    return out, (task.join_outputs(labels) if labels else None)
 
 
 def outputs(task, forward: Forward, dataset, batch_size: int = 64,
@@ -149,8 +148,8 @@ def outputs(task, forward: Forward, dataset, batch_size: int = 64,
         return np.zeros((0, 1), dtype=np.float32), None
     back = np.empty(len(order), dtype=np.int64)
     back[np.asarray(order)] = np.arange(len(order))
-    out = np.concatenate(parts)[back]
-    return out, (np.concatenate(labels)[back] if labels else None)
+    out = task.join_outputs(parts)[back]
+    return out, (task.join_outputs(labels)[back] if labels else None)
 
 
 def require_finite(values: np.ndarray) -> np.ndarray:

@@ -30,6 +30,7 @@ BUILTIN_SPEC_MODULES = (
     "danlu.tasks.token_classification.spec",
     "danlu.tasks.chat.spec",
     "danlu.tasks.translation.spec",
+    "danlu.tasks.audio.spec",
 )
 ENV_MODULES = "DANLU_TASK_MODULES"
 

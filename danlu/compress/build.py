@@ -158,8 +158,9 @@ class _Logits(torch.nn.Module):
         return self.model(**dict(zip(self.names, tensors))).logits
 
 
-def export_onnx(model, example: dict):
-    """(onnx.ModelProto, exporter) with a dynamic batch axis, and a dynamic sequence axis for token inputs.
+def export_onnx(model, example: dict, sequence: tuple[str, ...] = ()):
+    """(onnx.ModelProto, exporter) with a dynamic batch axis, and a dynamic sequence axis (axis 1) for token
+    inputs and for the inputs named in `sequence` (a task's `sequence_inputs`: audio frames are floats).
 
     The torch.export-based exporter comes first (the maintained one); the TorchScript exporter is
     the fallback for models torch.export cannot trace.
@@ -167,7 +168,7 @@ def export_onnx(model, example: dict):
     names = [k for k in example if k != "labels"]
     tensors = tuple(torch.as_tensor(example[k]) for k in names)
     wrapper = _Logits(model.eval(), names).eval()
-    token = [t.dtype == torch.long and t.dim() == 2 for t in tensors]
+    token = [(t.dtype == torch.long and t.dim() == 2) or name in sequence for name, t in zip(names, tensors)]
     with _quiet_export():
         try:
             from torch.export import Dim

@@ -94,7 +94,7 @@ def _export_fresh(run: Run, task, model):
     if frame is None:
         raise DanluError(f"{run.root}: no data to trace the model with")
     data = task.encode(frame.head(2))
-    proto, _ = export_onnx(model, task.collate([data[i] for i in range(len(data))]))
+    proto, _ = export_onnx(model, task.collate([data[i] for i in range(len(data))]), task.sequence_inputs)
     return proto
 
 

@@ -131,7 +131,7 @@ def quality_and_memory(load, task, batches: list[dict], labels, main_metric: str
         start = time.perf_counter()
         variant = load()
         load_s = time.perf_counter() - start
-        logits = np.concatenate([variant.forward(b) for b in batches])
+        logits = task.join_outputs([variant.forward(b) for b in batches])
     del variant
     scalars = scalar_metrics(task.metrics(logits, labels))
     return {"main_metric": main_metric, "main_value": scalars.get(main_metric), "metrics": scalars,

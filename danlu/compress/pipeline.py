@@ -63,7 +63,8 @@ def compress_run(run_dir, variants=None, batch: int = 32, recovery_steps: int = 
     # The same loading and quality gate as training, so the test rows are the ones metrics.json scored.
     frames = check_data(recipe)[0].frames
     split = next((s for s in ("test", "validation") if len(frames.get(s, ())) > 0), None)
-    if split is None or "label" not in frames[split]:
+    targets = [r for r in recipe.spec.roles if r not in recipe.spec.input_roles]  # label, transcript, target
+    if split is None or any(t not in frames[split] for t in targets):
         raise DanluError(f"{run.root}: the recipe gives no labelled test or validation split to measure on")
     # What each variant reads: the run's own encoding of the split, or the student's (its own tokenizer).
     feeds = {False: _feed(task, frames[split], batch, latency_examples)}
@@ -218,7 +219,7 @@ def _build(spec: Spec, run: Run, base, task, recipe, example: dict, root: Path, 
         else:
             key = ("onnx", spec.prune, spec.student)
             if key not in cache:  # one export serves both onnx-fp32 and onnx-int8
-                cache[key] = export_onnx(model, example)
+                cache[key] = export_onnx(model, example, task.sequence_inputs)
             inputs = [k for k in example if k != "labels"]
             save_onnx(cache[key], folder, int8=spec.format == "onnx-int8", inputs=inputs, **fields)
 

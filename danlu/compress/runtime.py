@@ -44,6 +44,13 @@ def _transformers_class(folder: Path):
     for name in config.architectures or []:
         if hasattr(transformers, name):
             return getattr(transformers, name), config
+        # A model type registered with the Auto classes in this process (danlu's own networks): the class
+        # comes from that registration, never from the folder.
+        for auto in (transformers.AutoModelForCTC, transformers.AutoModelForAudioClassification,
+                     transformers.AutoModelForTokenClassification, transformers.AutoModelForSequenceClassification):
+            mapping = auto._model_mapping
+            if type(config) in mapping and mapping[type(config)].__name__ == name:
+                return mapping[type(config)], config
     raise RunError(f"cannot tell which model class rebuilds a '{config.model_type}' model "
                    "(config.json has no known `architectures`)")
 

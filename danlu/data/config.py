@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 SPLIT_NAMES = ("train", "validation", "test")
 Format = Literal["auto", "csv", "tsv", "jsonl", "json", "parquet", "txt",
-                 "imagefolder", "image_csv", "idx", "builtin", "hub"]
+                 "imagefolder", "image_csv", "audiofolder", "idx", "builtin", "hub"]
 FORMATS: tuple[str, ...] = get_args(Format)
 
 # A path, a glob ("poems/*.json"), or a list of them (read in order and stacked), builtin:/hub:
@@ -45,6 +45,10 @@ class SplitConfig(BaseModel):
     # False: no shuffling; test = the last rows in file order, validation the rows just before
     # (e.g. MNIST: first 8,000 train, last 2,000 test)
     shuffle: bool = True
+    # a column whose rows must stay together (the speaker, the patient): validation and test take whole
+    # groups, a share or a count of groups, so none is on both sides; with given splits (split_column) the
+    # gate checks that no group crosses them
+    group: str | None = Field(default=None, min_length=1)
 
     @field_validator("validation", "test")
     @classmethod
@@ -182,5 +186,10 @@ class QualityConfig(BaseModel):
     min_class_count: int = Field(2, ge=0)
     # images that are missing or cannot be decoded; they are dropped either way
     max_unreadable: int = Field(0, ge=0)
+    # audio: clips whose loudest 50 ms stays below -50 dBFS, as a share of a split, before the rule fails
+    max_silent: float = Field(0.0, ge=0.0, le=1.0)
+    # audio: clips shorter / longer than this many seconds fail the `duration` rule; None: reported only
+    min_seconds: float | None = Field(None, ge=0.0)
+    max_seconds: float | None = Field(None, gt=0.0)
     # fail when a text is longer than this many characters; None = report lengths only
     max_text_length: int | None = Field(None, ge=1)

@@ -31,13 +31,23 @@ def check_quality(splits: Splits, quality: QualityConfig, roles: list[str], clas
     read = splits.sizes()
     rules = [_missing(splits, roles, quality)]
     image_keys: dict[str, pd.Series] = {}
+    clips: dict[str, list] = {}
     if "image" in roles:
         rule, image_keys = _unreadable(splits, quality)
+        rules.append(rule)
+    if "audio" in roles:
+        from danlu.data import audio_quality
+
+        rule, image_keys, clips = audio_quality.unreadable(splits, quality)
         rules.append(rule)
     invalid = _invalid(splits, roles, quality, classification)
     rules += [invalid] if invalid else []
     _tidy_labels(splits, classification)
     inputs = {s: _input_keys(f, splits.features, image_keys.get(s)) for s, f in splits.frames.items()}
+    if clips:
+        rules += audio_quality.clip_rules(splits, clips, quality)
+    if any("_group" in f for f in splits.frames.values()):
+        rules.append(_groups_apart(splits))
     rules.append(_duplicates(splits, inputs, quality))
     if "train" in inputs and len(inputs) > 1:
         rules.append(_leakage(splits, inputs, quality))
@@ -93,6 +103,7 @@ def _missing(splits: Splits, roles: list[str], quality: QualityConfig) -> Rule:
     total = sum(splits.sizes().values()) or 1
     found: list[tuple[str, pd.Series]] = []
     kinds: set[str] = set()
+    first = ""
     for split in list(splits.frames):
         columns = [r for r in roles if r in splits.frames[split]] + \
                   [c for c in splits.features if c in splits.frames[split] and c not in roles]
@@ -101,15 +112,27 @@ def _missing(splits: Splits, roles: list[str], quality: QualityConfig) -> Rule:
             empty = _empty(frame[column], spelled=column not in INPUT_ROLES)
             if empty.any():
                 kinds.add(column if column in roles else "feature")
+                if not first:
+                    first = _input_file(frame.loc[empty].iloc[0], column)
                 found.append((split, frame.loc[empty, "_row"].tolist()))
                 splits.drop(split, empty, f"missing {column}" if column in roles else "missing feature")
     count = sum(len(rows) for _, rows in found)
     share = count / total
     what = "/".join(sorted(kinds))
-    message = (f"{_n(count, 'row')} ({share:.2%}) {_v(count)} an empty {what}; dropped from training" if count
-               else "no empty fields")
+    message = (f"{_n(count, 'row')} ({share:.2%}) {_v(count)} an empty {what}; dropped from training{first}"
+               if count else "no empty fields")
     return Rule("missing", share <= quality.max_missing, share, quality.max_missing, count,
                 _examples(found), message)
+
+
+def _input_file(row: pd.Series, column: str) -> str:
+    """'; first: <the clip or image> has no <column>' where the row's input is a file (a transcript missing
+    beside a clip is about that clip)."""
+    for role in ("audio", "image"):
+        value = row.get(role)
+        if role != column and isinstance(value, str) and value.strip():
+            return f"; first: {display_path(value)} has no {column}"
+    return ""
 
 
 def _empty(values: pd.Series, spelled: bool) -> np.ndarray:
@@ -214,6 +237,23 @@ def _unreadable(splits: Splits, quality: QualityConfig) -> tuple[Rule, dict[str,
                 _examples(found), message), keys
 
 
+def _groups_apart(splits: Splits) -> Rule:
+    """No group (data.split.group: a speaker, a patient) in both train and a held-out split."""
+    train = set(splits.frames["train"]["_group"]) if "_group" in splits.frames.get("train", ()) else set()
+    found, shared = [], set()
+    for split in ("validation", "test"):
+        frame = splits.frames.get(split)
+        if frame is not None and "_group" in frame:
+            crossing = frame["_group"].isin(train).to_numpy()
+            if crossing.any():
+                found.append((split, frame.loc[crossing, "_row"].tolist()))
+                shared |= set(frame.loc[crossing, "_group"])
+    count = sum(len(rows) for _, rows in found)
+    message = (f"{_n(len(shared), 'group')} of data.split.group also in train: {', '.join(sorted(shared)[:_EXAMPLES])} "
+               f"({_n(count, 'held-out row')})" if shared else "no group is in both train and a held-out split")
+    return Rule("group_leakage", not shared, len(shared), 0, count, _examples(found), message)
+
+
 def _tidy_labels(splits: Splits, classification: bool) -> None:
     for frame in splits.frames.values():
         label = frame.get("label")
@@ -244,7 +284,7 @@ def _input_keys(frame: pd.DataFrame, features: list[str], image_keys: pd.Series 
         if not isinstance(text.dtype, pd.StringDtype):
             text = text.map(str).astype("str")
         parts["text"] = text.str.replace(r"\s+", " ", regex=True).str.strip()  # spacing is not content
-    if image_keys is not None:
+    if image_keys is not None:  # an image's or a clip's fingerprint
         parts["image"] = image_keys.to_numpy()
     elif "image" in frame:
         parts["image"] = frame["image"].map(lambda v: image_fingerprint(v)[0]).astype("str")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from danlu.data import builtin, hub, images
+from danlu.data import audio, builtin, hub, images
 from danlu.data.config import DataConfig
 from danlu.data.paths import display_path, is_glob, resolve_data_path, resolve_data_paths
 from danlu.data.rows import finish
@@ -35,7 +35,8 @@ csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # long documents are data, no
 def read_source(source: str | dict, data: DataConfig, recipe_dir: Path | None
                 ) -> pd.DataFrame | dict[str, pd.DataFrame]:
     """Read one source. A dict comes back when the source itself holds several splits
-    (a hub dataset, an image folder with train/ and test/ inside)."""
+    (a hub dataset, an image folder with train/ and test/ inside). A folder is an audio folder when it
+    holds clips (directly or in class folders), else an image folder."""
     if isinstance(source, list) or (isinstance(source, str) and is_glob(source)
                                     and not source.startswith(("builtin:", "hub:"))):
         return read_many(source, data, recipe_dir)
@@ -53,7 +54,12 @@ def read_source(source: str | dict, data: DataConfig, recipe_dir: Path | None
 
     path = resolve_data_path(source, recipe_dir)
     if fmt == "auto":
-        fmt = "imagefolder" if path.is_dir() else path_format(path)
+        fmt = ("audiofolder" if audio.has_audio(path) else "imagefolder") if path.is_dir() else path_format(path)
+    if fmt == "audiofolder":
+        if not path.is_dir():
+            raise DataError(f"{display_path(path)}: format audiofolder needs a folder of clips")
+        return audio.read_audiofolder(path, lambda table: read_source(str(table), data.model_copy(
+            update={"format": "auto", "columns": {}}), recipe_dir))
     if fmt == "imagefolder":
         if not path.is_dir():
             raise DataError(f"{display_path(path)}: format imagefolder needs a folder with one subfolder per class")
@@ -82,6 +88,9 @@ def read_source(source: str | dict, data: DataConfig, recipe_dir: Path | None
             "set data.columns.image to the path column")
     if image_column and (fmt == "image_csv" or images.looks_like_image_paths(frame[image_column])):
         frame[image_column] = images.resolve_image_paths(frame[image_column], path)
+    audio_column = next((c for c in data.role_columns("audio") if c in frame.columns), None)
+    if audio_column and audio.looks_like_audio_paths(frame[audio_column]):
+        frame[audio_column] = images.resolve_image_paths(frame[audio_column], path)
     return frame
 
 

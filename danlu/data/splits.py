@@ -19,8 +19,8 @@ from danlu.data.sources import read_source
 from danlu.data.values import CONTAINERS, mostly_numbers, spelled_missing
 from danlu.errors import DataError
 
-META = ("_row", "_source")
-INPUT_ROLES = ("text", "image")
+META = ("_row", "_source", "_group")  # _group: data.split.group's column, kept for the split and the gate
+INPUT_ROLES = ("text", "image", "audio")
 
 
 @dataclass
@@ -56,6 +56,8 @@ def load_splits(data: DataConfig, roles: list[str], recipe_dir: Path | None,
     frames, notes = _read_all(data, recipe_dir)
     every_column = sorted({str(c) for f in frames.values() for c in f.columns if not str(c).startswith("_")})
     frames = {name: map_columns(frame, data, roles, every_column=every_column) for name, frame in frames.items()}
+    if data.split.group:
+        frames = {name: _with_group(frame, data.split.group, every_column) for name, frame in frames.items()}
     features, categorical = _feature_columns(frames, data, roles)
     keep = [*dict.fromkeys([r for r in roles] + features), *META]
     frames = {name: frame[[c for c in keep if c in frame.columns]] for name, frame in frames.items()}
@@ -97,7 +99,7 @@ def check_cells(frame: pd.DataFrame, roles: Iterable[str], features: list[str]) 
     """A label or a feature is one value, a text is text: a JSON array or object there has no
     meaning to a model (a text's list of lines is joined before this)."""
     for column in dict.fromkeys([*roles, *features]):
-        if column == "image" or column not in frame or frame[column].dtype != object:
+        if column in ("image", "audio") or column not in frame or frame[column].dtype != object:
             continue
         kinds = (dict, set) if column == "text" else CONTAINERS
         bad = frame[column].map(lambda v: isinstance(v, kinds)).to_numpy(dtype=bool)
@@ -200,6 +202,18 @@ def _read_all(data: DataConfig, recipe_dir: Path | None) -> tuple[dict[str, pd.D
             one = one[name]
         frames[name] = one
     return frames, notes
+
+
+def _with_group(frame: pd.DataFrame, column: str, every_column: list[str]) -> pd.DataFrame:
+    if column not in frame.columns:
+        close = difflib.get_close_matches(column, every_column, n=1)
+        raise DataError(f"{_name(frame)}: no column '{column}' (data.split.group); columns are: "
+                        f"{', '.join(every_column)}" + (f"; did you mean '{close[0]}'?" if close else ""))
+    missing = frame[column].isna()
+    if missing.any():
+        raise DataError(f"{_name(frame)} line {int(frame.loc[missing, '_row'].iloc[0])}: no {column} (data.split.group); "
+                        f"every row needs its group")
+    return frame.assign(_group=frame[column].astype(str))
 
 
 def _by_split_column(frame: pd.DataFrame, column: str) -> dict[str, pd.DataFrame]:
@@ -313,7 +327,9 @@ def _carve(frames: dict[str, pd.DataFrame], data: DataConfig, seed: int, stratif
         raise DataError(f"split: validation ({n_val}) + test ({n_test}) rows would take all {n} rows of "
                         f"{_name(pool)}, leaving none to train on; lower data.split.validation / data.split.test")
     notes: list[str] = []
-    if not data.split.shuffle:
+    if data.split.group:
+        parts, notes = _carve_groups(pool, n_test, n_val, data)
+    elif not data.split.shuffle:
         order = np.arange(n)  # file order: test from the end, validation just before it
         parts = {"train": order[:n - n_test - n_val], "validation": order[n - n_test - n_val:n - n_test],
                  "test": order[n - n_test:]}
@@ -327,6 +343,29 @@ def _carve(frames: dict[str, pd.DataFrame], data: DataConfig, seed: int, stratif
         if name == "train" or (name not in frames and len(index)):
             out[name] = pool.iloc[np.sort(index)].reset_index(drop=True)
     return out, notes
+
+
+def _carve_groups(pool: pd.DataFrame, n_test: int, n_val: int, data: DataConfig
+                  ) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Whole groups to test and validation: a share is of the groups, a count is a number of groups."""
+    groups = np.asarray(sorted(pool["_group"].unique()))
+    count = len(groups)
+
+    def size(value, taken: int) -> int:
+        return 0 if taken == 0 else (math.ceil(value * count) if isinstance(value, float) else int(value))
+
+    g_test, g_val = size(data.split.test, n_test), size(data.split.validation, n_val)
+    if g_test + g_val >= count:
+        raise DataError(f"split: validation ({g_val}) + test ({g_test}) groups of {data.split.group} would take all "
+                        f"{count} groups, leaving none to train on; lower data.split.validation / data.split.test")
+    order = np.random.default_rng(data.split.seed).permutation(groups) if data.split.shuffle else groups
+    chosen = {"test": order[count - g_test:], "validation": order[count - g_test - g_val:count - g_test]}
+    member = pool["_group"].to_numpy()
+    parts = {name: np.flatnonzero(np.isin(member, chosen[name])) for name in chosen}
+    parts["train"] = np.flatnonzero(~np.isin(member, np.concatenate(list(chosen.values()))))
+    notes = [f"{name}: the {data.split.group} {', '.join(map(str, sorted(chosen[name])))} "
+             f"({len(parts[name]):,} rows), whole groups" for name in ("validation", "test") if len(chosen[name])]
+    return parts, notes
 
 
 def _carve_text(frames: dict[str, pd.DataFrame], data: DataConfig) -> tuple[dict[str, pd.DataFrame], list[str]]:

@@ -23,6 +23,13 @@ SIZES = {
         "small": dict(layers=6, embedding=384, heads=6, feed_forward=1536),
         "base": dict(layers=12, embedding=768, heads=12, feed_forward=3072),
     },
+    # Conformer (Gulati et al. 2020) through transformers' FastConformer (Parakeet) encoder: tiny is danlu's
+    # CPU size (2 blocks of Conformer-S width), small = Conformer-S, base = Conformer-M.
+    "conformer": {
+        "tiny": dict(layers=2, embedding=144, heads=4, feed_forward=576),
+        "small": dict(layers=16, embedding=144, heads=4, feed_forward=576),
+        "base": dict(layers=16, embedding=256, heads=4, feed_forward=1024),
+    },
     "vit": {
         "tiny": dict(layers=12, embedding=192, heads=3, feed_forward=768),
         "small": dict(layers=12, embedding=384, heads=6, feed_forward=1536),

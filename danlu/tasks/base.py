@@ -180,6 +180,16 @@ class Task(ABC):
         """The prompt the model continues for chat `messages` ({role, content}) (capability `generate`)."""
         raise DanluError(f"a {self.name} run does not write text, so it cannot chat")
 
+    def join_outputs(self, parts: list):
+        """One array of the outputs of several batches (in batch order); a task whose outputs vary in
+        length between batches (CTC frames) pads them here."""
+        import numpy as np
+
+        return np.concatenate(parts)
+
+    # Inputs whose axis 1 varies between batches (besides token ids): the ONNX export keeps it dynamic.
+    sequence_inputs: tuple[str, ...] = ()
+
     def export_graph(self, proto):
         """The ONNX graph `danlu export` writes: the network's, with any preprocessing the task does
         outside the network put in front of it, so the file needs nothing of danlu."""

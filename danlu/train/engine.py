@@ -131,7 +131,9 @@ class DanluTrainer(Trainer):
                 torch.as_tensor(self.sample_weights, dtype=torch.double), num_samples=len(self.sample_weights),
                 replacement=True, generator=generator)
         if self.group_by_length:
-            lengths = [len(dataset[i]["input_ids"]) for i in range(len(dataset))]
+            from danlu.train.examples import item_length
+
+            lengths = [item_length(dataset[i]) for i in range(len(dataset))]
             return LengthBucketSampler(lengths, self.args.per_device_train_batch_size, self.args.seed)
         return None
 

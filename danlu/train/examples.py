@@ -30,3 +30,15 @@ class LazyExamples(Dataset):
 
     def __getitem__(self, i: int) -> dict:
         return self.encode_one(self.rows[i])
+
+
+SEQUENCE_KEYS = ("input_ids", "input_features", "input_values")  # tokens, audio frames, raw audio
+
+
+def item_length(item: dict) -> int | None:
+    """The length of an example's sequence input (what padding is paid on), None for fixed-size inputs."""
+    if isinstance(item, dict):
+        for key in SEQUENCE_KEYS:
+            if key in item:
+                return len(item[key])
+    return None

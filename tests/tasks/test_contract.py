@@ -104,7 +104,7 @@ def test_the_onnx_export_agrees_with_pytorch(trained):
     task = trained.task
     dataset = task.encode(trained.test)
     example = task.collate([dataset[i] for i in range(2)])
-    proto, _ = export_onnx(trained.model, example)
+    proto, _ = export_onnx(trained.model, example, task.sequence_inputs)
     session = ort.InferenceSession(task.export_graph(proto).SerializeToString(), providers=["CPUExecutionProvider"])
     got = session.run(None, task.export_feeds(trained.inputs))[0]
     expected, _ = outputs(task, TorchForward(trained.model), dataset)

@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import io
 from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict
 
+from danlu.tasks.uploads import decode_base64
+
 
 def _decode_image(value: Any) -> bytes:
-    if not isinstance(value, str):
-        raise ValueError("expected a base64 string")
-    if value.startswith("data:"):  # a data URL, as browsers produce
-        value = value.partition(",")[2]
-    try:
-        raw = base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError):
-        raise ValueError("not valid base64") from None
+    raw = decode_base64(value)
     from PIL import Image
 
     try:  # reads the header only: cheap enough for the event loop, catches most junk early

@@ -1,0 +1,1 @@
+"""Audio tasks: audio classification and speech recognition, on one audio data stage."""
