@@ -11,6 +11,9 @@ from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from danlu.trust.pii import KINDS as PII_KINDS
+from danlu.trust.pii import unknown_kind
+
 SPLIT_NAMES = ("train", "validation", "test")
 Format = Literal["auto", "csv", "tsv", "jsonl", "json", "parquet", "txt",
                  "imagefolder", "image_csv", "audiofolder", "idx", "builtin", "hub"]
@@ -157,6 +160,27 @@ class DataConfig(BaseModel):
         return [names] if isinstance(names, str) else list(names)
 
 
+class PiiConfig(BaseModel):
+    """quality.pii: personal data in the text columns (danlu.trust.pii has the recognizers and their checks)."""
+
+    model_config = ConfigDict(extra="forbid")
+    # warn: counted and reported (rows shown masked); mask: each match becomes [KIND] before anything is
+    # fitted, the tokenizer included; drop: rows with a match leave every split
+    action: Literal["warn", "mask", "drop"] = "warn"
+    kinds: list[str] = Field(default_factory=lambda: list(PII_KINDS), min_length=1)
+    # the columns searched; None: the text role and every categorical (string) feature
+    columns: list[str] | None = Field(None, min_length=1)
+
+    @field_validator("kinds")
+    @classmethod
+    def _kinds(cls, value):
+        for kind in value:
+            problem = unknown_kind(kind)
+            if problem:
+                raise ValueError(problem)
+        return value
+
+
 class QualityConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -193,3 +217,5 @@ class QualityConfig(BaseModel):
     max_seconds: float | None = Field(None, gt=0.0)
     # fail when a text is longer than this many characters; None = report lengths only
     max_text_length: int | None = Field(None, ge=1)
+    # personal data in the text (emails, phones, cards, IPs, resident IDs, IBANs): None = not searched
+    pii: PiiConfig | None = None

@@ -43,6 +43,10 @@ def check_quality(splits: Splits, quality: QualityConfig, roles: list[str], clas
     invalid = _invalid(splits, roles, quality, classification)
     rules += [invalid] if invalid else []
     _tidy_labels(splits, classification)
+    if quality.pii is not None:
+        from danlu.data.pii_quality import pii_rule
+
+        rules.append(pii_rule(splits, roles, quality.pii))
     inputs = {s: _input_keys(f, splits.features, image_keys.get(s)) for s, f in splits.frames.items()}
     if clips:
         rules += audio_quality.clip_rules(splits, clips, quality)
