@@ -125,12 +125,13 @@ def predict(run: Path, input: str = typer.Argument(..., help="a string, an image
 
 
 @app.command()
-def runs(root: Path = typer.Option(Path("runs"), "--root")):
+def runs(root: Path = typer.Option(Path("runs"), "--root"),
+         tracker: bool = typer.Option(False, "--tracker", help="also show where each run is tracked (track:)")):
     """List runs with their status and main metric."""
     from danlu.run import Run
 
     table = Table(box=None)
-    for column in ("run", "task", "status", "main metric", "updated"):
+    for column in ("run", "task", "status", "main metric", "updated") + (("tracker",) if tracker else ()):
         table.add_column(column, no_wrap=True)
     interrupted = False
     for path in sorted(p for p in root.glob("*") if (p / "state.json").exists()):
@@ -138,7 +139,8 @@ def runs(root: Path = typer.Option(Path("runs"), "--root")):
         state, metrics, status = run.state(), run.metrics(), run.status()
         interrupted |= status == "interrupted"
         table.add_row(escape(str(path)), escape(state.get("task", "?")), status,
-                      escape(_main(metrics, state.get("main_metric"))), state.get("updated", ""))
+                      escape(_main(metrics, state.get("main_metric"))), state.get("updated", ""),
+                      *((escape((state.get("tracker") or {}).get("link", "-")),) if tracker else ()))
     Console(width=400).print(table, highlight=False)  # one line per run, however narrow the terminal
     if interrupted:
         out.print("an interrupted run resumes from its last checkpoint: run the same `danlu train` command "

@@ -10,7 +10,8 @@ from danlu.train import fitter
 
 
 
-def fit_task(recipe, task, plan, eval_ds, checkpoints: Path, history: Path, metric: str, train_frame):
+def fit_task(recipe, task, plan, eval_ds, checkpoints: Path, history: Path, metric: str, train_frame,
+             watchers=()):
     """Train `plan.model` with the task's engine, the recipe's class balancing and early stopping."""
     cfg = recipe.train
     class_weights = sample_weights = None
@@ -28,4 +29,5 @@ def fit_task(recipe, task, plan, eval_ds, checkpoints: Path, history: Path, metr
                compute_metrics=task.trainer_metrics if task.metrics_in_trainer else None, metric=es_metric,
                greater_is_better=task.spec.higher_is_better(es_metric), large_model=task.large_model,
                class_weights=class_weights, sample_weights=sample_weights,
-               group_by_length=task.group_by_length, callbacks=plan.callbacks, distill=plan.distill)
+               group_by_length=task.group_by_length, callbacks=plan.callbacks, distill=plan.distill,
+               watchers=watchers)

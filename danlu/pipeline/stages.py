@@ -25,6 +25,7 @@ from danlu.recipe import Recipe
 from danlu.report import ReportInputs, write_report
 from danlu.run import Run, atomic_write_json, atomic_write_text, read_json, save_atomically
 from danlu.tasks import make_task
+from danlu.track import Tracker
 from danlu.train import silence_transformers
 from danlu.train.fitting import seed_everything
 
@@ -82,27 +83,42 @@ def check_data(recipe: Recipe, run: Run | None = None):
 
 
 def train(recipe: Recipe, out_dir: str | Path | None = None, runs_root: str | Path = "runs",
-          on_stage=None) -> Run:
+          on_stage=None, track_parent: str | None = None, watchers=()) -> Run:
+    """`track_parent`: the tracker run this one is a child of (a tuning trial); `watchers`: objects told
+    of each evaluation during training (danlu.train.fitting.EvalWatcher), which may stop it."""
     silence_transformers()
     say = on_stage or (lambda msg: log.info(msg))
     run, resuming = open_run(recipe, out_dir, runs_root)
+    # Before anything is written or trained: a tracker that cannot be written stops the run here.
+    tracker = Tracker.for_recipe(recipe, runs_root)
+    tracked = None
+    if tracker is not None:
+        tracked = tracker.start(run.root.name, recipe.model_dump(mode="json", by_alias=True, exclude_none=True),
+                                parent=track_parent, resume=(run.state().get("tracker") or {}).get("run_id"))
     run.root.mkdir(parents=True, exist_ok=True)
     say(f"{'resuming' if resuming else 'run'}: {run.root}")
     atomic_write_text(run.recipe_path, recipe.to_yaml())
     run.mark_running(recipe_hash=recipe_hash(recipe), name=recipe.name, task=recipe.task,
                      main_metric=recipe.main_metric, recipe_dir=str(recipe.base_dir) if recipe.base_dir else None)
+    if tracked:
+        run.set_state(tracker={"uri": tracker.uri, "run_id": tracked, "link": tracker.link(tracked)})
     try:
-        _train_stages(recipe, run, say)
+        _train_stages(recipe, run, say, watchers)
     except BaseException as exc:
         # A failed or interrupted run resumes with the same command.
         run.set_state(status="interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
                       error=str(exc)[:500] or type(exc).__name__)
+        if tracked:
+            tracker.end(tracked, "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
         raise
     run.set_state(status="done", error=None)
+    if tracked:
+        tracker.finish(tracked, run)
+        say(f"tracked: {tracker.link(tracked)}")
     return run
 
 
-def _train_stages(recipe: Recipe, run: Run, say) -> None:
+def _train_stages(recipe: Recipe, run: Run, say, watchers=()) -> None:
     say("check data")
     splits, quality, warnings = check_data(recipe, run)
     frames = splits.frames
@@ -130,7 +146,7 @@ def _train_stages(recipe: Recipe, run: Run, say) -> None:
         f"{len(plan.train_ds):,} examples")
 
     result = fit_task(recipe, task, plan, data.get("validation"), run.checkpoints, run.history_path, metric,
-                      frames["train"])
+                      frames["train"], watchers=watchers)
     model = plan.finish(result.model)
 
     say("evaluate")

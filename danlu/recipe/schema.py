@@ -17,7 +17,8 @@ from pydantic import Field, create_model
 from danlu import registry
 from danlu.data.config import DataConfig, QualityConfig
 from danlu.recipe.sections import (CompressConfig, DistillConfig, EvaluateConfig, JointConfig, ModelConfig,
-                                   PretrainConfig, Section, TrainConfig, TransferConfig)
+                                   PretrainConfig, Section, TrackConfig, TrainConfig, TransferConfig,
+                                   TuneConfig)
 
 
 class Recipe(Section):
@@ -33,6 +34,8 @@ class Recipe(Section):
     transfer: TransferConfig | None = None
     distill: DistillConfig | None = None
     compress: CompressConfig | None = None
+    track: TrackConfig | None = None
+    tune: TuneConfig | None = None
 
     # Where the recipe came from: relative data paths are resolved against it.
     _path: Path | None = None

@@ -201,3 +201,34 @@ class CompressConfig(Section):
     """What `danlu compress RUN` makes besides the formats and prunings named on its command line."""
 
     student: StudentConfig | None = None  # a distilled student, made by default when this is given
+
+
+class TrackConfig(Section):
+    """Where a run's parameters, metrics and artifacts are also logged (`danlu tune` logs trials as child runs)."""
+
+    # true: an MLflow database in the runs folder (runs/mlflow.db, artifacts beside it); a string: a
+    # tracking URI (sqlite:///path.db, http://host:5000), a .db path, or a folder to hold mlflow.db and artifacts.
+    mlflow: Union[bool, Annotated[str, Field(min_length=1, max_length=4096)]] = False
+    experiment: str | None = Field(default=None, min_length=1, max_length=200)  # default: the recipe's name
+    log_model: bool = False  # the saved model folder as an artifact too (large for a transformer)
+
+
+class TuneRange(Section):
+    """One key's search range: `low`/`high` (integers when both are; `log: true` samples on a log scale,
+    `step` a grid), or `choices`."""
+
+    low: Union[int, float, None] = None
+    high: Union[int, float, None] = None
+    log: bool = False
+    step: Union[int, float, None] = Field(default=None, gt=0)
+    choices: list[Union[bool, int, float, str]] | None = Field(default=None, min_length=1, max_length=1000)
+
+
+class TuneConfig(Section):
+    """`danlu tune`'s search: ranges for recipe keys (`train.lr: {low: 1e-4, high: 1e-2, log: true}`); the
+    objective is the main metric on validation."""
+
+    space: dict[Annotated[str, Field(min_length=1, max_length=200)], TuneRange] = Field(min_length=1, max_length=100)
+    trials: int = Field(default=20, ge=1, le=100_000)  # trials of this process (--trials overrides)
+    pruner: Literal["median", "none"] = "median"  # stop a trial whose validation is worse than the median so far
+    seed: int = Field(default=0, ge=0, le=MAX_SEED)  # the sampler's (TPE); each process adds its own offset

@@ -26,7 +26,7 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback, Tra
 from danlu.run import atomic_write_json
 # choose_precision and latest_complete_checkpoint are also imported from here (tests, benchmarks).
 from danlu.train.fitting import (FitResult, choose_compile, choose_precision, latest_complete_checkpoint,
-                                 make_optimizer)
+                                 make_optimizer, watchers_stop)
 
 log = logging.getLogger("danlu")
 
@@ -160,6 +160,17 @@ class HistoryCallback(TrainerCallback):
         atomic_write_json(self.path, state.log_history)
 
 
+class WatcherCallback(TrainerCallback):
+    """fitting.EvalWatcher objects, told of each of Trainer's evaluations; one may stop the training."""
+
+    def __init__(self, watchers):
+        self.watchers = list(watchers)
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        if state.is_world_process_zero and watchers_stop(self.watchers, state.global_step, metrics or {}):
+            control.should_training_stop = True
+
+
 def _training_arguments(cfg, out_dir: Path, has_eval: bool, precision: str, compiled: bool,
                         metric: str | None, greater_is_better: bool) -> TrainingArguments:
     warmup = cfg.warmup if cfg.warmup < 1 else int(cfg.warmup)
@@ -222,7 +233,7 @@ def fit(model: nn.Module, train_ds, eval_ds, collator, cfg, checkpoints: Path, h
         large_model: bool, class_weights: np.ndarray | None = None,
         sample_weights: np.ndarray | None = None, resume: bool = True,
         callbacks: list[TrainerCallback] = (), group_by_length: bool = False,
-        distill: tuple[float, float] | None = None) -> FitResult:
+        distill: tuple[float, float] | None = None, watchers=()) -> FitResult:
     steps_per_epoch = max(1, len(train_ds) // (cfg.batch_size * cfg.grad_accum))
     planned = cfg.max_steps or int(steps_per_epoch * cfg.epochs)
     precision = choose_precision(cfg.precision, large_model)
@@ -230,6 +241,8 @@ def fit(model: nn.Module, train_ds, eval_ds, collator, cfg, checkpoints: Path, h
     has_eval = eval_ds is not None and len(eval_ds) > 0
     args = _training_arguments(cfg, checkpoints, has_eval, precision, compiled, metric, greater_is_better)
     callbacks = [HistoryCallback(history_path), *callbacks]
+    if watchers:
+        callbacks.append(WatcherCallback(watchers))
     if has_eval and cfg.early_stopping is not None:
         callbacks.append(EarlyStoppingCallback(cfg.early_stopping.patience, cfg.early_stopping.min_delta))
     trainer = DanluTrainer(

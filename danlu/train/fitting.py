@@ -41,6 +41,20 @@ class FitResult:
     extra: dict = field(default_factory=dict)
 
 
+class EvalWatcher:
+    """Told of each evaluation during training, by either engine; answering True stops the training
+    there (what is done so far is kept, as early stopping does). `danlu tune`'s pruner is one."""
+
+    def on_evaluation(self, step: int, metrics: dict) -> bool:
+        return False
+
+
+def watchers_stop(watchers, step: int, metrics: dict) -> bool:
+    """Every watcher hears of the evaluation (none is skipped because an earlier one said stop)."""
+    answers = [bool(w.on_evaluation(step, metrics)) for w in watchers]
+    return any(answers)
+
+
 def hardware_has_bf16() -> bool:
     if torch.cuda.is_available():
         return torch.cuda.is_bf16_supported()

@@ -32,7 +32,7 @@ from torch import nn
 from danlu.errors import DanluError
 from danlu.run import atomic_write_json, save_atomically
 from danlu.train.fitting import (STATE_FILE, FitResult, checkpoint_dirs, choose_precision,
-                                 latest_complete_checkpoint, make_optimizer, seed_everything)
+                                 latest_complete_checkpoint, make_optimizer, seed_everything, watchers_stop)
 
 log = logging.getLogger("danlu")
 
@@ -104,7 +104,7 @@ def fit_loop(model: nn.Module, train_ds, eval_ds, collator, cfg, checkpoints: Pa
              large_model: bool, class_weights: np.ndarray | None = None,
              sample_weights: np.ndarray | None = None, resume: bool = True,
              callbacks=(), group_by_length: bool = False,
-             distill: tuple[float, float] | None = None) -> FitResult:
+             distill: tuple[float, float] | None = None, watchers=()) -> FitResult:
     """engine.fit without transformers.Trainer. `group_by_length` is accepted and ignored: the
     classic nets take fixed-size inputs."""
     if callbacks:
@@ -119,6 +119,7 @@ def fit_loop(model: nn.Module, train_ds, eval_ds, collator, cfg, checkpoints: Pa
     loop = _Loop(model, train_ds, eval_ds, collator, cfg, Path(checkpoints), Path(history_path),
                  compute_metrics, metric, greater_is_better, choose_precision(cfg.precision, large_model),
                  class_weights, sample_weights, distill)
+    loop.watchers = list(watchers)
     resumed_from = latest_complete_checkpoint(Path(checkpoints)) if resume else None
     if resumed_from:
         log.info("resuming from %s", resumed_from)
@@ -159,6 +160,7 @@ class _Loop:
         self.scheduler = self._scheduler()
         self.pos = Position()
         self.bar = None
+        self.watchers = []  # fitting.EvalWatcher objects, told of each evaluation
 
     def _early_metric(self, metric: str | None) -> str | None:
         if self.early is None:
@@ -343,6 +345,8 @@ class _Loop:
         self._log(metrics)
         if self.early is not None:
             self._judge(metrics)
+        if self.watchers and watchers_stop(self.watchers, self.pos.global_step, metrics):
+            self.pos.stop = True
 
     def evaluate(self) -> dict:
         """Trainer.evaluate's metrics: eval_loss (a mean over examples), eval_<metric>, speed."""
