@@ -90,15 +90,63 @@ def check(recipe: Path, overrides: Optional[List[str]] = typer.Argument(None, he
 @app.command()
 def train(recipe: Path, overrides: Optional[List[str]] = typer.Argument(None, help="key=value overrides"),
           output: Path = typer.Option(None, "-o", "--output", help="run directory (default runs/<name>-<time>)"),
-          runs_root: Path = typer.Option(Path("runs"), "--runs-root", help="where default run directories go")):
+          runs_root: Path = typer.Option(Path("runs"), "--runs-root", help="where default run directories go"),
+          estimate: bool = typer.Option(False, "--estimate", help="estimate memory and time first (a probe of a "
+                                        "few steps); the report shows them beside the measured figures")):
     """Check the data, train, evaluate, save the model and write the report."""
     from danlu.pipeline import train as run_training
     from danlu.recipe import load_recipe
 
     with friendly():
         rec = load_recipe(recipe, overrides or [])
-        run = run_training(rec, output, runs_root, on_stage=_stage)
+        run = run_training(rec, output, runs_root, on_stage=_stage, estimate=estimate)
         _print_results(run, rec)
+
+
+@app.command("estimate")
+def estimate_command(recipe: Path, overrides: Optional[List[str]] = typer.Argument(None, help="key=value overrides"),
+                     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda or an accelerator's "
+                                                          "name (T4, A100-80GB, H100...): does it fit?"),
+                     cost_per_hour: Optional[float] = typer.Option(None, "--cost-per-hour", min=0,
+                                                                   help="the price of an hour of the device"),
+                     as_json: bool = typer.Option(False, "--json", help="print the figures as one JSON object")):
+    """Parameters, memory per device (weights, gradients, optimizer state, activations), whether it fits,
+    time per step and epoch from a short probe on this machine, and the run's cost; before training."""
+    from danlu.recipe import load_recipe
+    from danlu.scale.estimate import device_named, estimate_recipe
+    from danlu.train.estimate import rows
+
+    with friendly():
+        rec = load_recipe(recipe, overrides or [])
+        target = device_named(device)
+        found = estimate_recipe(rec, say=None if as_json else _stage)
+        if as_json:
+            print(json.dumps({**found.to_dict(), "device": target.name, "device_memory": target.memory,
+                              "fits": found.memory <= target.memory}))
+            return
+        table = Table("estimate", escape(rec.name), box=None)
+        for what, value in rows(found, target, cost_per_hour):
+            table.add_row(escape(what), escape(value))
+        out.print(table)
+
+
+@app.command()
+def tune(recipe: Path, overrides: Optional[List[str]] = typer.Argument(None, help="key=value overrides"),
+         trials: Optional[int] = typer.Option(None, "--trials", min=1, help="the study's total of finished trials "
+                                              "(default tune.trials)"),
+         storage: Optional[str] = typer.Option(None, "--storage", help="a database URL shared by every process "
+                                               "(default: SQLite in RUNS_ROOT/tune-STUDY/study.db)"),
+         study: Optional[str] = typer.Option(None, "--study", help="the study's name (default: the recipe's)"),
+         runs_root: Path = typer.Option(Path("runs"), "--runs-root", help="where the trials' run directories go")):
+    """Search the recipe's tune: space with Optuna; write the best trial as a complete recipe (best.yaml)."""
+    from danlu.scale.tune import tune as run_tuning
+    from danlu.train import silence_transformers
+
+    with friendly():
+        silence_transformers()
+        result = run_tuning(recipe, overrides or [], trials, storage, study, runs_root, say=_stage)
+        out.print(f"best recipe: {escape(str(result.best_recipe))}", highlight=False)
+        out.print(f"report: {escape(str(result.report))}", highlight=False)
 
 
 @app.command("eval")

@@ -28,6 +28,7 @@ from danlu.tasks import make_task
 from danlu.track import Tracker
 from danlu.train import silence_transformers
 from danlu.train.fitting import seed_everything
+from danlu.train.memory import PeakMemory
 
 log = logging.getLogger("danlu")
 
@@ -83,9 +84,11 @@ def check_data(recipe: Recipe, run: Run | None = None):
 
 
 def train(recipe: Recipe, out_dir: str | Path | None = None, runs_root: str | Path = "runs",
-          on_stage=None, track_parent: str | None = None, watchers=()) -> Run:
+          on_stage=None, track_parent: str | None = None, watchers=(), estimate: bool = False) -> Run:
     """`track_parent`: the tracker run this one is a child of (a tuning trial); `watchers`: objects told
-    of each evaluation during training (danlu.train.fitting.EvalWatcher), which may stop it."""
+    of each evaluation during training (danlu.train.fitting.EvalWatcher), which may stop it; `estimate`:
+    estimate memory and time first (a probe of a few steps on a copy of the model), shown in the report
+    beside the measured figures."""
     silence_transformers()
     say = on_stage or (lambda msg: log.info(msg))
     run, resuming = open_run(recipe, out_dir, runs_root)
@@ -103,7 +106,7 @@ def train(recipe: Recipe, out_dir: str | Path | None = None, runs_root: str | Pa
     if tracked:
         run.set_state(tracker={"uri": tracker.uri, "run_id": tracked, "link": tracker.link(tracked)})
     try:
-        _train_stages(recipe, run, say, watchers)
+        _train_stages(recipe, run, say, watchers, estimate)
     except BaseException as exc:
         # A failed or interrupted run resumes with the same command.
         run.set_state(status="interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
@@ -118,7 +121,7 @@ def train(recipe: Recipe, out_dir: str | Path | None = None, runs_root: str | Pa
     return run
 
 
-def _train_stages(recipe: Recipe, run: Run, say, watchers=()) -> None:
+def _train_stages(recipe: Recipe, run: Run, say, watchers=(), estimate: bool = False) -> None:
     say("check data")
     splits, quality, warnings = check_data(recipe, run)
     frames = splits.frames
@@ -145,8 +148,15 @@ def _train_stages(recipe: Recipe, run: Run, say, watchers=()) -> None:
     say(f"train: {task.name}, {type(model).__name__}, {total:,} parameters ({trainable:,} trained), "
         f"{len(plan.train_ds):,} examples")
 
-    result = fit_task(recipe, task, plan, data.get("validation"), run.checkpoints, run.history_path, metric,
-                      frames["train"], watchers=watchers)
+    estimated = _estimate(recipe, task, plan, data.get("validation"), run, say) if estimate else None
+    with PeakMemory(plan.model) as peak:
+        result = fit_task(recipe, task, plan, data.get("validation"), run.checkpoints, run.history_path, metric,
+                          frames["train"], watchers=watchers)
+    measured = _measured(result, peak, estimated)
+    atomic_write_json(run.root / "resources.json", {
+        "peak_memory_bytes": peak.bytes, "peak_memory_how": peak.how, "seconds": result.seconds,
+        "epochs": result.epochs, "steps": result.steps, "resumed_from": result.resumed_from,
+        "estimate": estimated.to_dict() if estimated is not None else None})
     model = plan.finish(result.model)
 
     say("evaluate")
@@ -191,8 +201,33 @@ def _train_stages(recipe: Recipe, run: Run, say, watchers=()) -> None:
         training={"engine": task.engine, "seconds": f"{result.seconds:.1f}", "epochs": f"{result.epochs:g}",
                   "steps": result.steps, "precision": result.precision, "compile": result.compiled,
                   "resumed_from": result.resumed_from, "optimizer": recipe.train.optimizer,
-                  "lr": f"{recipe.train.lr:g}", "batch_size": recipe.train.batch_size},
+                  "lr": f"{recipe.train.lr:g}", "batch_size": recipe.train.batch_size, **measured},
         data_report_md=quality.to_markdown(), recipe_yaml=shipped.to_yaml()))
+
+
+def _estimate(recipe, task, plan, eval_ds, run: Run, say):
+    from danlu.train.estimate import estimate_training, rows
+
+    say("estimate: memory and time (a probe of a few steps)")
+    found = estimate_training(plan.model, plan.train_ds, plan.collate, recipe.train, task.large_model, eval_ds)
+    for what, value in rows(found):
+        say(f"estimate: {what}: {value}")
+    return found
+
+
+def _measured(result, peak, estimated) -> dict:
+    """The training's measured peak memory and time per epoch, each beside its estimate when there is one."""
+    from danlu.train.estimate import mb
+
+    facts = {}
+    if peak.bytes is not None:
+        facts["peak memory (measured)"] = mb(peak.bytes)
+    if result.epochs and not result.resumed_from:
+        facts["seconds per epoch (measured)"] = f"{result.seconds / result.epochs:.2f}"
+    if estimated is not None:
+        facts["peak memory (estimated)"] = mb(estimated.memory)
+        facts["seconds per epoch (estimated)"] = f"{estimated.epoch_seconds:.2f}"
+    return facts
 
 
 def _describe(model) -> str:

@@ -221,7 +221,9 @@ class TuneRange(Section):
     high: Union[int, float, None] = None
     log: bool = False
     step: Union[int, float, None] = Field(default=None, gt=0)
-    choices: list[Union[bool, int, float, str]] | None = Field(default=None, min_length=1, max_length=1000)
+    # A list choice (model.hidden: [[64], [128, 64]]) is one value, as the recipe would write it.
+    choices: list[Union[bool, int, float, str, list[Union[int, float, str]]]] | None = Field(
+        default=None, min_length=1, max_length=1000)
 
 
 class TuneConfig(Section):
@@ -229,6 +231,7 @@ class TuneConfig(Section):
     objective is the main metric on validation."""
 
     space: dict[Annotated[str, Field(min_length=1, max_length=200)], TuneRange] = Field(min_length=1, max_length=100)
-    trials: int = Field(default=20, ge=1, le=100_000)  # trials of this process (--trials overrides)
+    trials: int = Field(default=20, ge=1, le=100_000)  # the study's total of finished trials (--trials overrides)
     pruner: Literal["median", "none"] = "median"  # stop a trial whose validation is worse than the median so far
+    startup: int = Field(default=5, ge=1, le=100_000)  # trials sampled at random, and never pruned, before the rest
     seed: int = Field(default=0, ge=0, le=MAX_SEED)  # the sampler's (TPE); each process adds its own offset
