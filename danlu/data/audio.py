@@ -46,12 +46,15 @@ def looks_like_audio_paths(values: pd.Series) -> bool:
     return not present.empty and is_audio_path(present.iloc[0])
 
 
-def has_audio(path: Path) -> bool:
-    """A folder of clips, directly or one level down (class folders)."""
-    for child in path.iterdir():
-        if child.is_file() and child.suffix.lower() in AUDIO_EXTENSIONS:
+def has_audio(path: Path, look: int = 50) -> bool:
+    """A folder of clips, directly or one level down (class folders). The first `look` names of each folder
+    decide: an image folder of 50,000 files is not read through to find that it holds no sound."""
+    from itertools import islice
+
+    for child in islice(path.iterdir(), 10 * look):
+        if child.suffix.lower() in AUDIO_EXTENSIONS and child.is_file():
             return True
-        if child.is_dir() and any(f.suffix.lower() in AUDIO_EXTENSIONS for f in child.iterdir() if f.is_file()):
+        if child.is_dir() and any(f.suffix.lower() in AUDIO_EXTENSIONS for f in islice(child.iterdir(), look)):
             return True
     return False
 

@@ -44,7 +44,11 @@ def studio(runs: Path = typer.Option(Path("runs"), "--runs", help="the runs fold
             raise DanluError(f"{runs}: no runs folder here; train a run first (danlu quickstart) or pass --runs DIR")
         from danlu.serve import server
         from danlu.serve.app import ServeSettings
-        from danlu.studio.app import create_studio
+
+        try:
+            from danlu.studio.app import create_studio
+        except ModuleNotFoundError as exc:  # jinja2 / plotly come with the extra
+            raise DanluError(f"the studio needs {exc.name}: pip install 'danlu[studio]'") from None
 
         app = create_studio(runs, api_key=key, local_only=local)
         shown = "localhost" if host in ("127.0.0.1", "::1") else host

@@ -62,11 +62,11 @@ def test_the_short_training_hears_the_digits(asr_run):
 
 def test_predict_a_wav_file_prints_its_transcript(asr_run, test_clips):
     right = 0
-    for path, text in test_clips:
+    for path, text in test_clips[:3]:  # each call loads the model: three make the point
         result = CliRunner().invoke(app, ["predict", str(asr_run), path])
         assert result.exit_code == 0, result.output
         right += json.loads(result.output.strip().splitlines()[-1])["text"] == text
-    assert right >= CLIPS // 2
+    assert right >= 2
 
 
 def test_the_server_transcribes_a_base64_wav_and_refuses_junk(asr_run, test_clips):
@@ -87,7 +87,7 @@ def test_the_server_transcribes_a_base64_wav_and_refuses_junk(asr_run, test_clip
 
 
 def test_the_int8_onnx_variant_transcribes_like_the_model(asr_run):
-    result = CliRunner().invoke(app, ["compress", str(asr_run), "--variants", "onnx-int8"])
+    result = CliRunner().invoke(app, ["compress", str(asr_run), "--variants", "onnx-int8", "--latency-examples", "20"])
     assert result.exit_code == 0, result.output
     variants = {v["name"]: v for v in json.loads((asr_run / "variants" / "variants.json").read_text())}
     assert variants["onnx-int8"]["main_metric"] == "wer"
