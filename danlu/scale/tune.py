@@ -307,7 +307,7 @@ def _write_report(path: Path, study, metric: str, direction: str, best: dict, im
         cells = [str(t.params.get(k, "")) for k in keys]
         lines.append(f"| {t.number} | {t.state.name.lower()} | " + " | ".join(cells) +
                      f" | {'' if value is None else f'{value:.4f}'} | {'' if running is None else f'{running:.4f}'} |")
-    lines += ["", "## Parameter importances (fANOVA)", ""]
+    lines += ["", "## Parameter importances (optuna.importance, its default evaluator)", ""]
     if importances:
         lines += ["| parameter | importance |", "|---|---|"]
         lines += [f"| {k} | {v:.3f} |" for k, v in importances.items()]

@@ -50,6 +50,7 @@ class Estimate:
     eval_seconds: float  # one pass over the evaluation split
     steps_per_epoch: int
     planned_steps: int
+    evaluations: int  # passes over the evaluation split in the whole run
     probe_steps: int
 
     @property
@@ -57,16 +58,20 @@ class Estimate:
         return self.weights + self.gradients + self.optimizer + self.activations
 
     @property
-    def epoch_seconds(self) -> float:
-        return self.step_seconds * self.steps_per_epoch + self.eval_seconds
+    def epochs(self) -> float:
+        return self.planned_steps / max(self.steps_per_epoch, 1)
 
     @property
     def run_seconds(self) -> float:
-        epochs = self.planned_steps / max(self.steps_per_epoch, 1)
-        return self.step_seconds * self.planned_steps + self.eval_seconds * math.ceil(epochs)
+        return self.step_seconds * self.planned_steps + self.eval_seconds * self.evaluations
+
+    @property
+    def epoch_seconds(self) -> float:
+        """The run's time over its epochs: an epoch's steps and its share of the evaluations."""
+        return self.run_seconds / self.epochs
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "memory": self.memory, "epoch_seconds": self.epoch_seconds,
+        return {**asdict(self), "memory": self.memory, "epochs": self.epochs, "epoch_seconds": self.epoch_seconds,
                 "run_seconds": self.run_seconds}
 
 
@@ -90,6 +95,9 @@ def estimate_training(model, train_ds, collate, cfg, large_model: bool, eval_ds=
     eval_seconds = _eval_seconds(probe, eval_ds, collate, cfg, autocast, device) if eval_ds is not None else 0.0
     updates = max(math.ceil(math.ceil(len(train_ds) / cfg.batch_size) / cfg.grad_accum), 1)
     planned = cfg.max_steps or math.ceil(cfg.epochs * updates)
+    evaluations = 0
+    if eval_ds is not None and len(eval_ds):
+        evaluations = math.ceil(planned / updates) if cfg.eval_every == "epoch" else planned // cfg.eval_every
     del probe
     return Estimate(
         parameters=total, trainable=trainable, weights=_weights(model), gradients=trainable * FP32,
@@ -97,7 +105,7 @@ def estimate_training(model, train_ds, collate, cfg, large_model: bool, eval_ds=
         precision=precision, batch_size=cfg.batch_size, sequence=sequence,
         # grad_accum batches make one optimizer step
         step_seconds=step_seconds * cfg.grad_accum, eval_seconds=eval_seconds, steps_per_epoch=updates,
-        planned_steps=planned, probe_steps=probe_steps)
+        planned_steps=planned, evaluations=evaluations, probe_steps=probe_steps)
 
 
 def _weights(model) -> int:
@@ -230,7 +238,8 @@ def rows(est: Estimate, device=None, cost_per_hour: float | None = None) -> list
         ("activations", mb(est.activations)),
         ("memory per device", mb(est.memory)),
         ("time per step (this machine)", f"{est.step_seconds * 1000:,.1f} ms"),
-        ("time per epoch (this machine)", f"{duration(est.epoch_seconds)} ({est.steps_per_epoch:,} steps + evaluation)"),
+        ("time per epoch (this machine)", f"{duration(est.epoch_seconds)} ({est.steps_per_epoch:,} steps and "
+                                          f"{est.evaluations / est.epochs:.2g} evaluations)"),
         ("whole run (this machine)", f"{duration(est.run_seconds)} ({est.planned_steps:,} steps at most)"),
     ]
     if device is not None:

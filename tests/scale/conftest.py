@@ -2,6 +2,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from typer.testing import CliRunner
+
+from danlu.cli import app
 
 IRIS = {
     "name": "iris", "task": "tabular-classification",
@@ -22,3 +25,13 @@ def write_recipe(folder: Path, body: dict, name: str = "r.yaml") -> Path:
 @pytest.fixture
 def iris():
     return {k: (dict(v) if isinstance(v, dict) else v) for k, v in IRIS.items()}
+
+
+def clean_failure(args, *fragments) -> str:
+    """The command ends with exit 1 and one message holding every fragment, no traceback."""
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    for fragment in fragments:
+        assert fragment in result.output, result.output
+    return result.output

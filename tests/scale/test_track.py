@@ -12,7 +12,7 @@ from danlu.recipe import recipe_from_dict
 from danlu.run import Run
 from danlu.track import flatten, tracking_uri
 
-from .conftest import write_recipe
+from .conftest import clean_failure, write_recipe
 
 
 def test_a_tracked_run_logs_its_recipe_metrics_and_artifacts(tmp_path, iris):
@@ -48,12 +48,8 @@ def test_a_tracker_that_cannot_be_written_stops_the_run_before_training(tmp_path
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     iris["track"] = {"mlflow": str(blocker / "tracking")}
-    path = write_recipe(tmp_path, iris)
-    result = CliRunner().invoke(app, ["train", str(path), "-o", str(tmp_path / "run")])
-    text = result.output
-    assert result.exit_code == 1, text
-    assert "Traceback" not in text
-    assert "track.mlflow: cannot open the tracker at sqlite:///" in text, text
+    clean_failure(["train", write_recipe(tmp_path, iris), "-o", tmp_path / "run"],
+                  "track.mlflow: cannot open the tracker at sqlite:///")
     assert not (tmp_path / "run").exists()  # nothing trained, nothing written
 
 
