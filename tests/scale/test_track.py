@@ -15,8 +15,13 @@ from danlu.track import flatten, tracking_uri
 from .conftest import clean_failure, write_recipe
 
 
-def test_a_tracked_run_logs_its_recipe_metrics_and_artifacts(tmp_path, iris):
-    store = tmp_path / "tracking"
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """One MLflow database for the module: creating one costs seconds."""
+    return tmp_path_factory.mktemp("tracking")
+
+
+def test_a_tracked_run_logs_its_recipe_metrics_and_artifacts(tmp_path, iris, store):
     iris["track"] = {"mlflow": str(store), "log_model": True}
     run = train(recipe_from_dict(iris), tmp_path / "run")
 
@@ -67,3 +72,20 @@ def test_runs_shows_a_runs_tracker_link(tmp_path):
     assert "http://mlflow:5000/#/experiments/1/runs/abc" in result.output
     plain = CliRunner().invoke(app, ["runs", "--root", str(tmp_path / "runs")])
     assert "mlflow:5000" not in plain.output
+
+
+def test_tuning_trials_are_child_runs_of_the_study(tmp_path, iris, store):
+    from danlu.scale.tune import tune
+
+    iris["train"]["epochs"] = 2
+    iris["track"] = {"mlflow": str(store)}
+    iris["tune"] = {"space": {"train.lr": {"low": 0.001, "high": 0.05, "log": True}}, "trials": 2}
+    tune(write_recipe(tmp_path, iris), runs_root=tmp_path / "runs")
+
+    client = MlflowClient(tracking_uri=tracking_uri(str(store), tmp_path)[0])
+    runs = client.search_runs([client.get_experiment_by_name("iris").experiment_id])
+    parents = [r for r in runs if r.info.run_name == "tune-iris"]
+    assert len(parents) == 1 and parents[0].data.params["study"] == "iris"
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
+    assert sorted(r.info.run_name for r in children) == ["trial-0", "trial-1"]
+    assert all(r.info.status == "FINISHED" and "validation_accuracy" in r.data.metrics for r in children)
