@@ -268,11 +268,13 @@ def _register_stage_commands() -> None:
     from danlu.generate_commands import register as generate_commands
     from danlu.serve.commands import register as serve_commands
     from danlu.studio.commands import register as studio_commands
+    from danlu.trust_commands import register as trust_commands
 
     compress_commands(app)
     serve_commands(app)
     generate_commands(app)
     studio_commands(app)
+    trust_commands(app)
 
 
 _register_stage_commands()

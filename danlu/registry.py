@@ -52,6 +52,11 @@ class Capabilities:
     compress: tuple[str, ...] = ()  # variant formats: onnx-fp32, onnx-int8, torch-int8, prune
     export: tuple[str, ...] = ("safetensors",)  # `danlu export --format`
     generate: bool = False  # writes text: `danlu generate`, OpenAI-compatible routes
+    # The batch key that robustness attacks and Integrated Gradients take gradients through: a continuous
+    # input ("pixel_values", "inputs"), or "inputs_embeds": token ids, through the model's input embeddings
+    # (a Hugging Face model's get_input_embeddings); None: the task's outputs have no such input.
+    gradient_input: str | None = None
+    private: bool = False  # `privacy:` trains its models with DP-SGD (danlu.trust.privacy, Opacus)
 
 
 @dataclass(frozen=True, eq=False)  # compared by identity: a spec holds classes and functions

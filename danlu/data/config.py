@@ -11,8 +11,8 @@ from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from danlu.trust.pii import KINDS as PII_KINDS
-from danlu.trust.pii import unknown_kind
+from danlu.data.pii import KINDS as PII_KINDS
+from danlu.data.pii import unknown_kind
 
 SPLIT_NAMES = ("train", "validation", "test")
 Format = Literal["auto", "csv", "tsv", "jsonl", "json", "parquet", "txt",
@@ -161,7 +161,7 @@ class DataConfig(BaseModel):
 
 
 class PiiConfig(BaseModel):
-    """quality.pii: personal data in the text columns (danlu.trust.pii has the recognizers and their checks)."""
+    """quality.pii: personal data in the text columns (danlu.data.pii has the recognizers and their checks)."""
 
     model_config = ConfigDict(extra="forbid")
     # warn: counted and reported (rows shown masked); mask: each match becomes [KIND] before anything is

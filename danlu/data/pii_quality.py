@@ -12,7 +12,7 @@ import pandas as pd
 from danlu.data.config import PiiConfig
 from danlu.data.report import Rule
 from danlu.data.splits import Splits
-from danlu.trust.pii import find, mask
+from danlu.data.pii import find, mask
 
 _EXAMPLES = 5
 _SHOWN = 80  # characters of an example row

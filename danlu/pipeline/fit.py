@@ -24,7 +24,12 @@ def fit_task(recipe, task, plan, eval_ds, checkpoints: Path, history: Path, metr
         else:
             sample_weights = per_class[ids]
     es_metric = (cfg.early_stopping.metric if cfg.early_stopping and cfg.early_stopping.metric else metric)
-    fit = fitter(task.engine)
+    if recipe.privacy is not None:  # DP-SGD wraps its own optimizer and data loader (Opacus)
+        from danlu.trust.privacy import private_fitter
+
+        fit = private_fitter(recipe.privacy)
+    else:
+        fit = fitter(task.engine)
     return fit(plan.model, plan.train_ds, eval_ds, plan.collate, cfg, checkpoints, history,
                compute_metrics=task.trainer_metrics if task.metrics_in_trainer else None, metric=es_metric,
                greater_is_better=task.spec.higher_is_better(es_metric), large_model=task.large_model,

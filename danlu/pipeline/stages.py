@@ -172,6 +172,7 @@ def _train_stages(recipe: Recipe, run: Run, say, watchers=(), estimate: bool = F
         metrics["cross_validation"] = cv
     extra_metrics, task_sections = task.after_training(model, frames)
     metrics.update(extra_metrics)
+    task_sections += _trust_stage(recipe, task, forward, frames, splits.features, result, metrics, say)
 
     baselines, verdicts = {}, []
     if recipe.evaluate.baseline:
@@ -185,7 +186,8 @@ def _train_stages(recipe: Recipe, run: Run, say, watchers=(), estimate: bool = F
     save_atomically(run.model_dir, lambda tmp: task.save(model, tmp))
 
     say("report")
-    shown = {k: v for k, v in metrics.items() if k not in ("cross_validation", "baselines", "decision")}
+    shown = {k: v for k, v in metrics.items()
+             if k not in ("cross_validation", "baselines", "decision", "privacy", "robustness")}
     write_report(run.root, ReportInputs(
         name=recipe.name, task=recipe.task, status="done", created=time.strftime("%Y-%m-%d %H:%M"),
         main_metric=metric, metrics=shown,
@@ -228,6 +230,32 @@ def _measured(result, peak, estimated) -> dict:
         facts["peak memory (estimated)"] = mb(estimated.memory)
         facts["seconds per epoch (estimated)"] = f"{estimated.epoch_seconds:.2f}"
     return facts
+
+
+def _trust_stage(recipe: Recipe, task, forward, frames, features, result, metrics: dict, say) -> list:
+    """The spent privacy budget, robustness (evaluate.robustness) and explanations (evaluate.explain): into
+    metrics.json, and their report sections."""
+    sections = []
+    if result.extra.get("privacy"):
+        from danlu.trust.privacy import report_section
+
+        metrics["privacy"] = result.extra["privacy"]
+        say(f"privacy: epsilon {metrics['privacy']['epsilon']:.3f} spent of {recipe.privacy.epsilon:g} "
+            f"(delta {metrics['privacy']['delta']:.3g})")
+        sections.append(report_section(metrics["privacy"]))
+    if recipe.evaluate.robustness is not None:
+        from danlu.trust.robustness import measure_split, report_section
+
+        say("robustness")
+        metrics["robustness"] = measure_split(task, forward, frames, features, recipe.evaluate.robustness, say)
+        sections.append(report_section(metrics["robustness"]))
+    if recipe.evaluate.explain:
+        from danlu.trust.explain import report_section
+
+        say("explanations")
+        split = "test" if len(frames.get("test", ())) else "validation"
+        sections.append(report_section(task, forward.model, frames[split]))
+    return sections
 
 
 def _describe(model) -> str:

@@ -134,6 +134,12 @@ def _sections(recipe) -> list:
         if (transfer.lora is not None or transfer.gradual_unfreeze) and not caps.transformer_layers:
             out.append(("transfer", f"{recipe.task}'s models have no transformer layers for LoRA or gradual "
                                     "unfreezing"))
+    if recipe.privacy is not None and not caps.private:
+        out.append(("privacy", f"DP-SGD (Opacus) trains {_offered_by('private')} models, not {recipe.task}'s; "
+                               "drop the privacy section"))
+    if recipe.evaluate.robustness is not None and recipe.evaluate.robustness.attack and not caps.gradient_input:
+        out.append(("evaluate.robustness.attack", f"a {recipe.task} model has no input to take gradients through; "
+                                                  "drop the attack's epsilons"))
     if recipe.compress is not None and recipe.compress.student is not None and not caps.student:
         out.append(("compress.student", f"danlu compress builds a distilled student for {_offered_by('student')} "
                                         f"runs, not {recipe.task}; train a smaller run with a `distill:` section "

@@ -17,7 +17,7 @@ from pydantic import Field, create_model
 from danlu import registry
 from danlu.data.config import DataConfig, QualityConfig
 from danlu.recipe.sections import (CompressConfig, DistillConfig, EvaluateConfig, JointConfig, ModelConfig,
-                                   PretrainConfig, Section, TrackConfig, TrainConfig, TransferConfig,
+                                   PretrainConfig, PrivacyConfig, Section, TrackConfig, TrainConfig, TransferConfig,
                                    TuneConfig)
 
 
@@ -36,6 +36,7 @@ class Recipe(Section):
     compress: CompressConfig | None = None
     track: TrackConfig | None = None
     tune: TuneConfig | None = None
+    privacy: PrivacyConfig | None = None  # DP-SGD training (danlu.trust.privacy)
 
     # Where the recipe came from: relative data paths are resolved against it.
     _path: Path | None = None

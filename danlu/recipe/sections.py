@@ -104,6 +104,21 @@ class ThresholdConfig(Section):
     recall: float | None = Field(default=None, gt=0, le=1)
 
 
+class RobustnessConfig(Section):
+    """The main metric under perturbed inputs (danlu.trust.robustness): the perturbations that fit the task's
+    inputs (text: typo, swap, case, whitespace; images: noise, blur, brightness, occlusion, jpeg; tables:
+    feature_noise, missing), each strength a share in [0, 1], and FGSM / PGD at each `attack` epsilon."""
+
+    split: Literal["validation", "test"] = "test"
+    strengths: list[Annotated[float, Field(ge=0, le=1)]] = Field(default=[0.0, 0.05, 0.1, 0.2], min_length=1,
+                                                                  max_length=20)
+    perturbations: list[str] | None = Field(default=None, min_length=1)  # None: every one that applies
+    # epsilons of the gradient attacks, in the attacked input's units (pixels in [0, 1]: 2/255 = 0.0078)
+    attack: list[Annotated[float, Field(ge=0, le=10)]] = Field(default=[], max_length=20)
+    limit: int | None = Field(default=1000, ge=1, le=MAX_COUNT)  # rows measured (a seeded sample)
+    seed: int = 0
+
+
 class EvaluateConfig(Section):
     metric: str | None = Field(default=None, max_length=100)  # the main metric; default: the task's own
     cross_validation: int | None = Field(default=None, ge=2, le=100)  # k-fold over train+validation
@@ -113,6 +128,20 @@ class EvaluateConfig(Section):
     # What each mistake costs: {true label: {predicted label: cost}}, unnamed pairs 0. Every split then
     # reports `cost` (mean per example), and `threshold: {choose: cost}` minimises it.
     costs: dict[str, dict[str, Annotated[float, Field(ge=0, le=1e12)]]] | None = None
+    robustness: RobustnessConfig | None = None  # measured after training, into metrics.json and the report
+    # Integrated Gradients in the report: global importances (a table's features) and a few explained examples
+    explain: bool = False
+
+
+class PrivacyConfig(Section):
+    """Differentially private training (DP-SGD through Opacus, danlu.trust.privacy): per-example gradients
+    clipped to max_grad_norm, Gaussian noise sized so the whole training spends at most `epsilon`."""
+
+    epsilon: float = Field(gt=0, le=1000)
+    delta: float | Literal["auto"] = "auto"  # auto: 1 / n^1.1 for n training examples (below 1/n)
+    max_grad_norm: float = Field(default=1.0, gt=0, le=1e6)
+    # stop: training ends before a step would spend more than epsilon; warn: it goes on, and says so
+    on_budget: Literal["stop", "warn"] = "stop"
 
 
 class PretrainConfig(Section):

@@ -187,6 +187,12 @@ class Task(ABC):
 
         return np.concatenate(parts)
 
+    def attribution_units(self, batch: dict) -> list[list[tuple[str, list[int]]]] | None:
+        """What an explanation reads the gradient input's attributions in (capability `gradient_input`): per
+        example of a collated batch, (name, positions along axis 1) for each unit, such as a text's tokens or
+        a table's features (a category's one-hot columns together); None: a grid (pixels), read as a map."""
+        return None
+
     # Inputs whose axis 1 varies between batches (besides token ids): the ONNX export keeps it dynamic.
     sequence_inputs: tuple[str, ...] = ()
 

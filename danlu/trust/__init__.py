@@ -1,7 +1,5 @@
-"""Trust: private training (privacy.py), PII in the data (pii.py), robustness (robustness.py) and
-explanations (explain.py).
-
-The modules sit in different layers (pyproject.toml's import-linter contract): pii.py below the data
-stage that calls it, privacy.py beside the training engines, robustness.py and explain.py above the
-tasks they measure. So this file imports nothing.
+"""Trust: private training (privacy.py), robustness (robustness.py) and explanations (explain.py), with
+gradients.py, the input both take gradients through. PII in the data is the data stage's own
+(danlu.data.pii), and the `robust` / `explain` commands live in danlu.trust_commands: the package sits
+between the pipeline, which calls it, and the tasks it measures (pyproject.toml's layers).
 """

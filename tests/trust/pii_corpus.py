@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import random
 
-from danlu.trust.pii import cn_id_ok, iban_ok, luhn_ok
+from danlu.data.pii import cn_id_ok, iban_ok, luhn_ok
 
 FIRST = ["Ann", "Wei", "Li", "Omar", "Sara", "Jon", "Mei", "Raj"]
 DOMAINS = ["example.com", "mail.cn", "corp.co.uk", "uni.edu", "qq.com", "163.com"]

@@ -13,7 +13,7 @@ from danlu.pipeline.stages import check_data
 from danlu.recipe.load import load_recipe
 from danlu.run import Run
 from danlu.tasks import make_task
-from danlu.trust.pii import KINDS, cn_id_ok, find, iban_ok, luhn_ok, scrub
+from danlu.data.pii import KINDS, cn_id_ok, find, iban_ok, luhn_ok, scrub
 from pii_corpus import corpus
 
 

@@ -34,6 +34,7 @@ SPEC = TaskSpec(
     capabilities=Capabilities(
         cross_validation=True, class_balance=True, pretrain=("mim",), transformer_layers=True, distill=True,
         compress=("onnx-fp32", "onnx-int8", "torch-int8", "prune"), export=("onnx", "safetensors"),
+        gradient_input="pixel_values", private=True,
     ),
 )
 SPECS = (SPEC,)

@@ -23,7 +23,7 @@ CLASSIFICATION_SPEC = TaskSpec(
     sample="danlu.tasks.tabular.sample:classification",
     capabilities=Capabilities(cross_validation=True, class_balance=True, distill=True,
                               compress=("onnx-fp32", "onnx-int8", "torch-int8", "prune"),
-                              export=("onnx", "safetensors")),
+                              export=("onnx", "safetensors"), gradient_input="inputs", private=True),
     **COMMON,
 )
 REGRESSION_SPEC = TaskSpec(

@@ -80,6 +80,16 @@ class TabularTask(Task):
             out["labels"] = torch.as_tensor(np.asarray([b["labels"] for b in items]))
         return out
 
+    def attribution_units(self, batch: dict) -> list[list[tuple[str, list[int]]]]:
+        pre, units, at = self.preprocessing, [], 0
+        for column in pre.numeric:
+            units.append((column, [at]))
+            at += 1
+        for column, cats in zip(pre.categorical, pre.categories):
+            units.append((column, list(range(at, at + len(cats)))))
+            at += len(cats)
+        return [units] * len(batch["inputs"])
+
     def preprocessed(self, train: pd.DataFrame, frames: dict[str, pd.DataFrame]):
         """The linear baselines read what the network reads: the preprocessed features."""
         return self.preprocessing.transform(train), {s: self.preprocessing.transform(f) for s, f in frames.items()}

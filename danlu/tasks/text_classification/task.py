@@ -113,6 +113,13 @@ class TextClassification(Classifier, Task):
             self._collator = DataCollatorWithPadding(self.tokenizer, pad_to_multiple_of=8, return_tensors="pt")
         return self._collator(items)
 
+    def attribution_units(self, batch: dict) -> list[list[tuple[str, list[int]]]]:
+        out = []
+        for ids, mask in zip(batch["input_ids"].tolist(), batch["attention_mask"].tolist()):
+            tokens = self.tokenizer.convert_ids_to_tokens([i for i, m in zip(ids, mask) if m])
+            out.append([(token, [at]) for at, token in enumerate(tokens)])
+        return out
+
     # -- baseline: TF-IDF over character n-grams, which works for words and for Chinese alike ----------
     def baseline_features(self, train: pd.DataFrame, frames: dict[str, pd.DataFrame]):
         from sklearn.feature_extraction.text import TfidfVectorizer
