@@ -28,17 +28,23 @@ class Constraints:
     min_metric: float | None = None
     cost_per_hour: float | None = 0.5
     batch: int = 1
+    # the worst metric of `danlu robust RUN --variant ...` (RUN/robustness.json), at least this good
+    min_robust_metric: float | None = None
 
 
 @dataclass
 class Violation:
-    constraint: str  # "p95_ms" | "max_mb" | "min_metric"
+    constraint: str  # "p95_ms" | "max_mb" | "min_metric" | "min_robust_metric"
     value: float
     limit: float
     relative: float  # how far past the limit, as a share of the limit
 
     def describe(self, metric: str = "metric") -> str:
         what = {"p95_ms": ("p95", " ms", ">"), "max_mb": ("size", " MB", ">")}.get(self.constraint)
+        if self.constraint == "min_robust_metric":
+            metric = f"worst {metric} under perturbation"
+            if self.value != self.value:  # NaN: not measured
+                return f"{metric} not measured (run `danlu robust RUN --variant NAME`)"
         name, unit, sign = what or (metric, "", "<" if self.value < self.limit else ">")
         return f"{name} {self.value:.4g}{unit} {sign} {self.limit:.4g}{unit} ({self.relative:.1%} past the limit)"
 
@@ -53,7 +59,8 @@ class Decision:
     message: str = ""
 
 
-FLAGS = {"p95_ms": "--p95-ms", "max_mb": "--max-mb", "min_metric": "--min-metric"}
+FLAGS = {"p95_ms": "--p95-ms", "max_mb": "--max-mb", "min_metric": "--min-metric",
+         "min_robust_metric": "--min-robust-metric"}
 
 
 def figures_at(variant: dict, batch: int) -> dict:
@@ -72,14 +79,12 @@ def violations(variant: dict, c: Constraints) -> list[Violation]:
     mb = variant["size_bytes"] / 1e6
     if c.max_mb is not None and mb > c.max_mb:
         out.append(Violation("max_mb", mb, c.max_mb, (mb - c.max_mb) / c.max_mb))
-    value = variant.get("main_value")
-    if c.min_metric is not None:
-        greater = variant.get("greater_is_better", True)
-        short = value is None or (value < c.min_metric if greater else value > c.min_metric)
-        if short:
-            gap = float("inf") if value is None else abs(value - c.min_metric)
-            out.append(Violation("min_metric", float("nan") if value is None else value, c.min_metric,
-                                 gap / max(abs(c.min_metric), 1e-12)))
+    greater = variant.get("greater_is_better", True)
+    for name, value, limit in (("min_metric", variant.get("main_value"), c.min_metric),
+                               ("min_robust_metric", variant.get("robust_value"), c.min_robust_metric)):
+        if limit is not None and (value is None or (value < limit if greater else value > limit)):
+            gap = float("inf") if value is None else abs(value - limit)
+            out.append(Violation(name, float("nan") if value is None else value, limit, gap / max(abs(limit), 1e-12)))
     return out
 
 
@@ -162,14 +167,18 @@ def match_run(run_dir, constraints: Constraints) -> tuple[Decision, Path]:
     table_path = run.variants_table
     if not table_path.exists():
         raise DanluError(f"{table_path} not found: run `danlu compress {run.root}` first")
-    decision = choose(read_json(table_path), constraints)
+    variants = read_json(table_path)
+    if constraints.min_robust_metric is not None:
+        variants = _with_robustness(run, variants)
+    decision = choose(variants, constraints)
     if decision.chosen is None:
         raise DanluError(decision.message)
     best = decision.chosen
     out = run.deployment_path
     atomic_write_json(out, {
         "variant": best["name"], "path": best.get("path"), "format": best.get("format"),
-        "constraints": {k: getattr(constraints, k) for k in ("p95_ms", "max_mb", "min_metric", "batch")},
+        "constraints": {k: getattr(constraints, k) for k in ("p95_ms", "max_mb", "min_metric", "min_robust_metric",
+                                                             "batch")},
         "rule": "best main metric among the variants meeting every constraint; ties: lower p95, smaller size",
         "main_metric": best.get("main_metric"), "main_value": best.get("main_value"),
         "latency": figures_at(best, constraints.batch), "size_bytes": best["size_bytes"],
@@ -179,3 +188,16 @@ def match_run(run_dir, constraints: Constraints) -> tuple[Decision, Path]:
         "others": decision.reasons,
     })
     return decision, out
+
+
+ROBUSTNESS_FILE = "robustness.json"  # written by `danlu robust` (danlu.trust_commands)
+
+
+def _with_robustness(run: Run, variants: list[dict]) -> list[dict]:
+    """Each variant with `robust_value`: its worst metric in RUN/robustness.json, where it was measured."""
+    path = run.root / ROBUSTNESS_FILE
+    if not path.exists():
+        raise DanluError(f"--min-robust-metric: {path} not found; run `danlu robust {run.root} --variant NAME` "
+                         "for the variants first")
+    measured = read_json(path).get("variants", {})
+    return [{**v, **({"robust_value": measured[v["name"]]} if v["name"] in measured else {})} for v in variants]

@@ -17,8 +17,7 @@ from rich.markup import escape
 
 from danlu.console import friendly, out
 from danlu.errors import DanluError
-
-ROBUSTNESS_FILE = "robustness.json"
+from danlu.match import ROBUSTNESS_FILE
 
 
 def robust_run(run_dir, split: str = "test", strengths=(0.0, 0.05, 0.1, 0.2), perturbations=None, attack=(),

@@ -62,12 +62,15 @@ def match(
                                                help="the main metric must be at least this good"),
     cost_per_hour: float = typer.Option(0.5, "--cost-per-hour", help="price of the serving machine per hour"),
     batch: int = typer.Option(1, "--batch", help="the batch size the latency and throughput refer to"),
+    min_robust_metric: Optional[float] = typer.Option(
+        None, "--min-robust-metric", help="the worst metric under `danlu robust`'s perturbations must be at least this good"),
 ):
     """Pick the best variant meeting every constraint and write variants/deployment.json."""
     from danlu.match import Constraints, match_run
 
     with _friendly():
-        decision, path = match_run(run, Constraints(p95_ms, max_mb, min_metric, cost_per_hour, batch))
+        decision, path = match_run(run, Constraints(p95_ms, max_mb, min_metric, cost_per_hour, batch,
+                                                                min_robust_metric))
         best = decision.chosen
         lat = best["latency"][str(batch)]
         out.print(f"[green]chosen:[/] {escape(best['name'])}: {best['main_metric']} {best['main_value']:.4f}, "

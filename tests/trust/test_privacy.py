@@ -120,5 +120,21 @@ def test_bad_robust_and_explain_requests_are_one_clear_message(private_run, tmp_
     assert result.exit_code == 1 and "Traceback" not in result.output and "--strength" in result.output
     result = runner.invoke(app, ["robust", str(private_run), "--perturbation", "blur"])
     assert result.exit_code == 1 and "'blur' does not apply" in result.output, result.output
+
+
+def test_an_onnx_variant_is_measured_for_match_and_cannot_be_explained(private_run):
+    result = runner.invoke(app, ["compress", str(private_run), "--variants", "onnx-fp32", "--latency-examples", "5",
+                                 "--batch", "4"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["robust", str(private_run), "--strength", "0", "--strength", "0.5",
+                                 "--variant", "onnx-fp32"])
+    assert result.exit_code == 0, result.output
+    worst = json.loads((private_run / "robustness.json").read_text())["variants"]
+    assert set(worst) == {"pytorch-fp32", "onnx-fp32"} and abs(worst["pytorch-fp32"] - worst["onnx-fp32"]) < 0.05
+    result = runner.invoke(app, ["match", str(private_run), "--min-robust-metric", str(min(worst.values()))])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["match", str(private_run), "--min-robust-metric", "1.01"])
+    assert result.exit_code == 1 and "worst accuracy under perturbation" in result.output, result.output
     result = runner.invoke(app, ["explain", str(private_run), "{}", "--variant", "onnx-fp32"])
-    assert result.exit_code == 1 and "Traceback" not in result.output and "onnx-fp32" in result.output
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert "no gradients" in result.output and "ONNX" in result.output
