@@ -21,6 +21,7 @@ import math
 import time
 import warnings
 from collections.abc import Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -77,11 +78,38 @@ def check_layers(model) -> None:
                      "choose a model without them")
 
 
+@contextmanager
+def _quiet_hooks():
+    """Opacus' hooks fire on the first layer, whose input needs no gradient: PyTorch would warn at every step."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Full backward hook is firing", category=UserWarning)
+        yield
+
+
+def freeze_shared(model, batch) -> list[str]:
+    """Freeze, and name, the parameters whose layer reads an input shared by the whole batch (a Hugging Face
+    transformer's position embeddings get position ids of batch size 1): their per-example gradients cannot
+    be told apart, so DP-SGD cannot clip them. Found by one probe step through Opacus' GradSampleModule."""
+    from opacus.grad_sample import GradSampleModule
+
+    rows = _rows(batch)
+    probe = GradSampleModule(model, strict=False)
+    try:
+        with _quiet_hooks():
+            probe(**batch)["loss"].backward()
+        found = [(name.removeprefix("_module."), p) for name, p in probe.named_parameters()
+                 if p.requires_grad and getattr(p, "grad_sample", None) is not None and p.grad_sample.shape[0] != rows]
+    finally:
+        probe._close()
+        model.zero_grad(set_to_none=True)
+    for _, p in found:
+        p.requires_grad_(False)
+    return [name for name, _ in found]
+
+
 def fit_private(config, model, train_ds, eval_ds, collator, cfg, history_path: Path, compute_metrics,
                 watchers=()):
-    with warnings.catch_warnings():
-        # Opacus' hooks fire on the first layer, whose input needs no gradient; PyTorch warns at every step.
-        warnings.filterwarnings("ignore", message="Full backward hook is firing", category=UserWarning)
+    with _quiet_hooks():
         return _fit_private(config, model, train_ds, eval_ds, collator, cfg, history_path, compute_metrics, watchers)
 
 
@@ -102,6 +130,10 @@ def _fit_private(config, model, train_ds, eval_ds, collator, cfg, history_path: 
                     delta, 1.0 / n)
     loader = torch.utils.data.DataLoader(train_ds, batch_size=cfg.batch_size, shuffle=True, collate_fn=collator,
                                          generator=torch.Generator().manual_seed(cfg.seed))
+    frozen = freeze_shared(model, collator([train_ds[i] for i in range(min(len(train_ds), 8))]))
+    if frozen:
+        log.warning("privacy: kept at their initial values, because their input is shared by the whole batch so "
+                    "Opacus has no per-example gradient for them: %s", ", ".join(frozen))
     per_epoch = max(len(loader), 1)
     epochs = math.ceil(cfg.max_steps / per_epoch) if cfg.max_steps else max(math.ceil(cfg.epochs), 1)
     optimizer = make_optimizer(model, cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.momentum, (0.9, cfg.beta2))
@@ -150,7 +182,7 @@ def _fit_private(config, model, train_ds, eval_ds, collator, cfg, history_path: 
     report = {"epsilon": spent, "epsilon_budget": config.epsilon, "delta": delta, "max_grad_norm": config.max_grad_norm,
               "noise_multiplier": float(optimizer.noise_multiplier), "sample_rate": 1.0 / per_epoch,
               "steps": step, "epochs": epochs, "accountant": "rdp", "library": "opacus",
-              **({"stopped": stopped} if stopped else {})}
+              **({"frozen": frozen} if frozen else {}), **({"stopped": stopped} if stopped else {})}
     atomic_write_json(history_path, history)
     private._close()  # Opacus' hooks off and its per-example gradients gone: a plain model from here on
     model = private._module.eval()

@@ -14,7 +14,7 @@ from danlu.errors import DanluError
 from danlu.inference import TorchForward
 from danlu.recipe import recipe_from_dict
 from danlu.tasks import make_task
-from danlu.trust.privacy import auto_delta, private_fitter
+from danlu.trust.privacy import auto_delta, freeze_shared, private_fitter
 
 runner = CliRunner()
 
@@ -65,11 +65,25 @@ def _cli_recipe(tmp_path, body):
 
 
 def test_a_privacy_section_on_a_task_it_cannot_train_is_one_clear_message(tmp_path):
-    (tmp_path / "t.csv").write_text("text,label\na b,0\nb c,1\n")
-    body = {"name": "t", "task": "text-classification", "data": {"source": "t.csv"}, "privacy": {"epsilon": 3}}
+    (tmp_path / "t.txt").write_text("some text to model\nand more of it\n")
+    body = {"name": "t", "task": "causal-lm", "data": {"source": "t.txt"}, "privacy": {"epsilon": 3}}
     result = runner.invoke(app, ["check", str(_cli_recipe(tmp_path, body))])
     assert result.exit_code == 1 and "Traceback" not in result.output, result.output
-    assert "privacy" in result.output and "tabular-classification" in result.output
+    assert "privacy" in result.output and "tabular-classification" in result.output and "causal-lm" in result.output
+
+
+def test_parameters_whose_input_the_whole_batch_shares_are_frozen_by_name():
+    for name, expected in (("text-classification", ["bert.embeddings.position_embeddings.weight"]),
+                           ("tabular-classification", [])):
+        sample = registry.get(name).make_sample(16, 0)
+        recipe = recipe_from_dict({"name": "p", "task": name, "data": {"source": "builtin:iris"}, **sample.recipe})
+        task = make_task(recipe)
+        task.setup(sample.frame, sample.features, sample.categorical)
+        model = task.build_model()
+        items = task.encode(sample.frame)
+        assert freeze_shared(model, task.collate([items[i] for i in range(8)])) == expected
+        frozen = [n for n, p in model.named_parameters() if not p.requires_grad]
+        assert frozen == expected and all(p.grad is None for p in model.parameters())
 
 
 IRIS = {"name": "iris", "task": "tabular-classification",

@@ -28,7 +28,7 @@ SPEC = TaskSpec(
     capabilities=Capabilities(
         cross_validation=True, class_balance=True, pretrain=("mlm",), joint=True, transformer_layers=True,
         distill=True, student=True, compress=("onnx-fp32", "onnx-int8", "torch-int8", "prune"),
-        export=("onnx", "safetensors"), gradient_input="inputs_embeds",
+        export=("onnx", "safetensors"), gradient_input="inputs_embeds", private=True,
     ),
 )
 SPECS = (SPEC,)
