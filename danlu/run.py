@@ -58,6 +58,16 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+# metrics.json keys that are not splits: what a run measured besides its splits' metrics.
+NOT_SPLITS = frozenset({"baselines", "decision", "cross_validation", "privacy", "robustness", "train_mfu",
+                        "utilisation"})
+
+
+def split_metrics(metrics: dict) -> dict:
+    """metrics.json's splits alone (train / validation / test / an evaluated file), in order."""
+    return {k: v for k, v in metrics.items() if k not in NOT_SPLITS and isinstance(v, dict)}
+
+
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, default=_json_default) + "\n")
 

@@ -30,6 +30,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from danlu.errors import DanluError
 from danlu.match import Constraints
+from danlu.run import NOT_SPLITS
 from danlu.studio import curves, recipes, summary, variants
 from danlu.studio.access import KeyGate
 from danlu.studio.folder import NotFound, RunsFolder, media_type
@@ -41,7 +42,6 @@ PAGE_POLICY = ("default-src 'self'; img-src 'self' data: blob:; style-src 'self'
 # A run's own files (report.html comes from the run folder, which anyone may have written): a sandbox,
 # its own origin, no script, nothing fetched but its inline pictures.
 FILE_POLICY = "sandbox; default-src 'none'; img-src data:; style-src 'unsafe-inline'; frame-ancestors 'self'"
-NOT_SPLITS = ("baselines", "decision", "cross_validation")
 CHART_PICTURES = ("loss.png", "pretrain_loss.png")  # drawn live on the page instead
 STATIC = ("studio.css", "studio.js")
 log = logging.getLogger("danlu.studio")
