@@ -3,7 +3,8 @@
 Perturbations act on the raw rows, before the task encodes them, so the measured path is the one a
 prediction takes (danlu.inference). Which apply follows the task's input roles, never its name: a text
 role gets character noise, an image role pixel noise, feature columns feature noise. Every strength is a
-share in [0, 1] and strength 0 changes nothing, so its row is the clean metric, exactly.
+share in [0, 1] and strength 0 changes nothing, so its row is the clean metric, exactly; for audio it is the
+noise-to-signal power (an SNR of -10 log10(s) dB).
 
 The attacks (FGSM, and PGD as its iterated, projected form) take gradients through the input the task's
 capability `gradient_input` names: pixels, the preprocessed feature vector, or a text model's input
@@ -123,8 +124,27 @@ def _jpeg(arr: np.ndarray, s: float, rng) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(buffer.getvalue())))
 
 
+def _audio_noise(value, s: float, rng: np.random.Generator):
+    """White noise at a power s times the clip's own: SNR = -10 log10(s) dB (0.1: 10 dB, 0.01: 20 dB). A file
+    comes back as float WAV bytes, which decode to exactly these samples; a waveform (already at the model's
+    rate) as a waveform."""
+    import soundfile as sf
+
+    from danlu.data.audio import decode
+
+    samples, rate = (value.astype(np.float32), None) if isinstance(value, np.ndarray) else decode(value)
+    power = float(np.mean(samples.astype(np.float64) ** 2))
+    noisy = samples + rng.normal(0.0, np.sqrt(s * power), samples.shape).astype(np.float32)
+    if rate is None:
+        return noisy
+    buffer = io.BytesIO()
+    sf.write(buffer, noisy, rate, format="WAV", subtype="FLOAT")
+    return buffer.getvalue()
+
+
 TEXT = {"typo": _typo, "swap": _swap, "case": _case, "whitespace": _whitespace}
 IMAGE = {"noise": _noise, "blur": _blur, "brightness": _brightness, "occlusion": _occlusion, "jpeg": _jpeg}
+AUDIO = {"noise": _audio_noise}
 TABLE = ("feature_noise", "missing")
 ATTACKS = ("fgsm", "pgd")
 PGD_STEPS = 10
@@ -156,6 +176,15 @@ def _image_column(name: str, fn) -> Perturbation:
     return Perturbation(name, apply)
 
 
+def _audio_column(name: str, fn) -> Perturbation:
+    def apply(frame, s, seed):
+        rng = np.random.default_rng(seed)
+        out = frame.copy()
+        out["audio"] = [fn(v, s, rng) for v in frame["audio"]]
+        return out
+    return Perturbation(name, apply)
+
+
 def _table(name: str, features: list[str]) -> Perturbation:
     def apply(frame, s, seed):
         rng = np.random.default_rng(seed)
@@ -179,6 +208,8 @@ def perturbations(roles, features: list[str]) -> dict[str, Perturbation]:
         out |= {n: _text_column(n, fn) for n, fn in TEXT.items()}
     if "image" in roles:
         out |= {n: _image_column(n, fn) for n, fn in IMAGE.items()}
+    if "audio" in roles:
+        out |= {n: _audio_column(n, fn) for n, fn in AUDIO.items()}
     if features:
         out |= {n: _table(n, features) for n in TABLE}
     return out

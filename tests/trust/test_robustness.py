@@ -14,7 +14,8 @@ from danlu.trust.robustness import IMAGE, TEXT, check_strengths, measure, pertur
 from trustkit import trained_sample
 
 
-@pytest.fixture(scope="module", params=["tabular-classification", "text-classification", "image-classification"])
+@pytest.fixture(scope="module", params=["tabular-classification", "text-classification", "image-classification",
+                                        "audio-classification"])
 def trained(request, tmp_path_factory):
     torch.set_num_threads(1)
     return trained_sample(request.param, tmp_path_factory.mktemp(request.param))
@@ -26,15 +27,15 @@ def test_strength_zero_reproduces_the_clean_metric_exactly(trained):
     result = measure(trained.task, forward, trained.test, trained.features, [0.0, 0.5])
     assert result["clean"] == clean
     zero = [r for r in result["rows"] if r["strength"] == 0.0]
-    assert len(zero) == len(perturbations(trained.task.spec.input_roles, trained.features)) >= 2
+    assert len(zero) == len(perturbations(trained.task.spec.input_roles, trained.features)) >= 1
     assert all(r["metric"] == clean for r in zero), zero
 
 
 def test_a_perturbation_changes_the_rows_it_gets_and_repeats_with_its_seed(trained):
     for name, p in perturbations(trained.task.spec.input_roles, trained.features).items():
         a, b = p.apply(trained.test, 0.5, 7), p.apply(trained.test, 0.5, 7)
-        column = "text" if "text" in a else "image" if "image" in a else trained.features[0]
-        as_values = (lambda f: [np.asarray(v).tolist() for v in f[column]]) if column == "image" else \
+        column = next((c for c in ("text", "image", "audio") if c in a), None) or trained.features[0]
+        as_values = (lambda f: [np.asarray(v).tolist() for v in f[column]]) if column in ("image", "audio") else \
             (lambda f: f[column].astype(str).tolist())
         assert as_values(a) == as_values(b), name
         assert as_values(a) != as_values(trained.test), name
@@ -42,6 +43,10 @@ def test_a_perturbation_changes_the_rows_it_gets_and_repeats_with_its_seed(train
 
 def test_the_gradient_attacks_only_lower_the_metric_and_a_large_one_lowers_it(trained):
     forward = TorchForward(trained.model)
+    if trained.task.spec.capabilities.gradient_input is None:
+        with pytest.raises(DanluError, match="no input to take gradients through"):
+            measure(trained.task, forward, trained.test, trained.features, [0.0], attack_epsilons=[0.1])
+        return
     result = measure(trained.task, forward, trained.test, trained.features, [0.0], names=None,
                      attack_epsilons=[0.0, 3.0])
     by = {(a["attack"], a["epsilon"]): a["metric"] for a in result["attacks"]}
