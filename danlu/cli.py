@@ -92,14 +92,25 @@ def train(recipe: Path, overrides: Optional[List[str]] = typer.Argument(None, he
           output: Path = typer.Option(None, "-o", "--output", help="run directory (default runs/<name>-<time>)"),
           runs_root: Path = typer.Option(Path("runs"), "--runs-root", help="where default run directories go"),
           estimate: bool = typer.Option(False, "--estimate", help="estimate memory and time first (a probe of a "
-                                        "few steps); the report shows them beside the measured figures")):
+                                        "few steps); the report shows them beside the measured figures"),
+          nproc: int = typer.Option(1, "--nproc", min=1, help="train on N processes of this machine (torchrun; "
+                                    "the recipe's distributed: section says how); train.batch_size stays the "
+                                    "global batch")):
     """Check the data, train, evaluate, save the model and write the report."""
     from danlu.pipeline import train as run_training
     from danlu.recipe import load_recipe
+    from danlu.train.distributed import is_main
 
     with friendly():
         rec = load_recipe(recipe, overrides or [])
-        run = run_training(rec, output, runs_root, on_stage=_stage, estimate=estimate)
+        if nproc > 1:
+            from danlu.pipeline.launch import launch_training
+
+            run = launch_training(rec, recipe, overrides or [], output, runs_root, nproc, say=_stage)
+        else:
+            run = run_training(rec, output, runs_root, on_stage=_stage, estimate=estimate)
+        if not is_main():
+            return  # the main process prints the results
         _print_results(run, rec)
 
 

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
+from danlu.errors import DanluError
 from danlu.train import fitter
+from danlu.train.distributed import world_size
 
 
 
@@ -30,9 +32,18 @@ def fit_task(recipe, task, plan, eval_ds, checkpoints: Path, history: Path, metr
         fit = private_fitter(recipe.privacy)
     else:
         fit = fitter(task.engine)
+    if task.engine == "loop" and world_size() > 1:
+        raise DanluError(distributed_refusal(task))
+    # Only the Trainer engine distributes (on one process a distributed: section changes nothing).
+    extra = {"distributed": recipe.distributed} if recipe.distributed is not None and task.engine != "loop" else {}
     return fit(plan.model, plan.train_ds, eval_ds, plan.collate, cfg, checkpoints, history,
                compute_metrics=task.trainer_metrics if task.metrics_in_trainer else None, metric=es_metric,
                greater_is_better=task.spec.higher_is_better(es_metric), large_model=task.large_model,
                class_weights=class_weights, sample_weights=sample_weights,
                group_by_length=task.group_by_length, callbacks=plan.callbacks, distill=plan.distill,
-               watchers=watchers)
+               watchers=watchers, **extra)
+
+
+def distributed_refusal(task) -> str:
+    return (f"--nproc: this {task.name} model trains with danlu's plain loop, on one process; the models "
+            "that transformers.Trainer trains (BERT, ViT, GPT and the other transformers) train on many")

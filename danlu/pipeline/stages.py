@@ -18,16 +18,17 @@ from danlu.inference import TorchForward
 from danlu.models import count_parameters
 from danlu.pipeline.baselines import compare, measure_baselines
 from danlu.pipeline.cross_validation import cross_validate
-from danlu.pipeline.fit import fit_task
+from danlu.pipeline.fit import distributed_refusal, fit_task
 from danlu.pipeline.plan import plan_training
 from danlu.pipeline.pretrain import pretrain_stage, summary
 from danlu.recipe import Recipe
 from danlu.report import ReportInputs, write_report
 from danlu.run import Run, atomic_write_json, atomic_write_text, read_json, save_atomically
-from danlu.tasks import make_task
+from danlu.tasks import make_task, new_task
 from danlu.track import Tracker
 from danlu.train import silence_transformers
 from danlu.train.fitting import seed_everything
+from danlu.train.distributed import is_main, per_device_batch, world_size
 from danlu.train.memory import PeakMemory
 
 log = logging.getLogger("danlu")
@@ -91,6 +92,11 @@ def train(recipe: Recipe, out_dir: str | Path | None = None, runs_root: str | Pa
     beside the measured figures."""
     silence_transformers()
     say = on_stage or (lambda msg: log.info(msg))
+    if world_size() > 1:
+        check_distributed(recipe, out_dir)
+        if not is_main():  # every process trains; only the main one writes the run directory or says so
+            _train_stages(recipe, Run(out_dir), _silent, watchers, False)
+            return Run(out_dir)
     run, resuming = open_run(recipe, out_dir, runs_root)
     # Before anything is written or trained: a tracker that cannot be written stops the run here.
     tracker = Tracker.for_recipe(recipe, runs_root)
@@ -123,7 +129,7 @@ def train(recipe: Recipe, out_dir: str | Path | None = None, runs_root: str | Pa
 
 def _train_stages(recipe: Recipe, run: Run, say, watchers=(), estimate: bool = False) -> None:
     say("check data")
-    splits, quality, warnings = check_data(recipe, run)
+    splits, quality, warnings = check_data(recipe, run if is_main() else None)
     frames = splits.frames
     metric = recipe.main_metric
 
@@ -152,6 +158,8 @@ def _train_stages(recipe: Recipe, run: Run, say, watchers=(), estimate: bool = F
     with PeakMemory(plan.model) as peak:
         result = fit_task(recipe, task, plan, data.get("validation"), run.checkpoints, run.history_path, metric,
                           frames["train"], watchers=watchers)
+    if not is_main():
+        return  # what follows (evaluation, baselines, saving, the report) is the main process's alone
     measured = _measured(result, peak, estimated)
     atomic_write_json(run.root / "resources.json", {
         "peak_memory_bytes": peak.bytes, "peak_memory_how": peak.how, "seconds": result.seconds,
@@ -205,6 +213,26 @@ def _train_stages(recipe: Recipe, run: Run, say, watchers=(), estimate: bool = F
                   "resumed_from": result.resumed_from, "optimizer": recipe.train.optimizer,
                   "lr": f"{recipe.train.lr:g}", "batch_size": recipe.train.batch_size, **measured},
         data_report_md=quality.to_markdown(), recipe_yaml=shipped.to_yaml()))
+
+
+def _silent(message: str) -> None:
+    pass
+
+
+def check_distributed(recipe: Recipe, out_dir, processes: int | None = None) -> None:
+    """What a run on many processes needs, checked before any process trains."""
+    processes = processes or world_size()
+    per_device_batch(recipe.train.batch_size, processes)
+    task = new_task(recipe.task, recipe)
+    if task.engine == "loop":
+        raise RunError(distributed_refusal(task))
+    for key in ("pretrain", "joint", "distill"):
+        if getattr(recipe, key) is not None:
+            raise RunError(f"--nproc: {key}: trains on one process; train without --nproc")
+    if recipe.evaluate.cross_validation:
+        raise RunError("--nproc: evaluate.cross_validation trains its folds on one process; train without --nproc")
+    if out_dir is None:
+        raise RunError("every process of a distributed run must write to one run directory: give -o RUN")
 
 
 def _estimate(recipe, task, plan, eval_ds, run: Run, say):

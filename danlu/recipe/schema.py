@@ -19,6 +19,7 @@ from danlu.data.config import DataConfig, QualityConfig
 from danlu.recipe.sections import (CompressConfig, DistillConfig, EvaluateConfig, JointConfig, ModelConfig,
                                    PretrainConfig, PrivacyConfig, Section, TrackConfig, TrainConfig, TransferConfig,
                                    TuneConfig)
+from danlu.recipe.sections import DistributedConfig
 
 
 class Recipe(Section):
@@ -36,6 +37,7 @@ class Recipe(Section):
     compress: CompressConfig | None = None
     track: TrackConfig | None = None
     tune: TuneConfig | None = None
+    distributed: DistributedConfig | None = None  # how --nproc / torchrun share the training
     privacy: PrivacyConfig | None = None  # DP-SGD training (danlu.trust.privacy)
 
     # Where the recipe came from: relative data paths are resolved against it.

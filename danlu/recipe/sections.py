@@ -264,3 +264,15 @@ class TuneConfig(Section):
     pruner: Literal["median", "none"] = "median"  # stop a trial whose validation is worse than the median so far
     startup: int = Field(default=5, ge=1, le=100_000)  # trials sampled at random, and never pruned, before the rest
     seed: int = Field(default=0, ge=0, le=MAX_SEED)  # the sampler's (TPE); each process adds its own offset
+
+
+class DistributedConfig(Section):
+    """How `danlu train --nproc N` (or the recipe under torchrun / accelerate launch) shares the training,
+    through transformers.Trainer: data parallelism (ddp), or sharded weights, gradients and optimizer
+    state (fsdp; deepspeed with its own JSON config, `pip install deepspeed`)."""
+
+    strategy: Literal["ddp", "fsdp", "deepspeed"] = "ddp"
+    fsdp: str = Field(default="full_shard auto_wrap", max_length=200)  # Trainer's `fsdp` option, for strategy fsdp
+    fsdp_config: dict[str, Union[bool, int, float, str, list[str]]] | None = None  # Trainer's `fsdp_config`
+    deepspeed: str | None = Field(default=None, min_length=1, max_length=4096)  # a DeepSpeed JSON file, for deepspeed
+    backend: Literal["auto", "gloo", "nccl"] = "auto"  # auto: nccl on GPUs, gloo on a CPU

@@ -20,6 +20,7 @@ import io
 import logging
 import os
 import socket
+import time
 import warnings
 import zlib
 from dataclasses import dataclass
@@ -65,15 +66,20 @@ def open_storage(url: str):
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StorageError(f"--storage: cannot create the folder of {url}: {exc.strerror or exc}") from None
-    try:
-        # The heartbeat is marked experimental since Optuna 2.9; it is what lets a dead machine's trial be retried.
-        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-        return optuna.storages.RDBStorage(
-            url, engine_kwargs=kwargs, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
-            failed_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=3))
-    except Exception as exc:  # SQLAlchemy's errors for a bad URL, a missing driver, a refused connection
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-        raise StorageError(f"--storage: cannot open the study database at {url}: {first}") from None
+    # The heartbeat is marked experimental since Optuna 2.9; it is what lets a dead machine's trial be retried.
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    for attempt in range(4):
+        try:
+            return optuna.storages.RDBStorage(
+                url, engine_kwargs=kwargs, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+                failed_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=3))
+        except Exception as exc:  # SQLAlchemy's errors for a bad URL, a missing driver, a refused connection
+            # Two processes creating one new database's tables at once: the loser finds them made.
+            if "already exists" in str(exc) and attempt < 3:
+                time.sleep(0.5 * (attempt + 1))
+                continue
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+            raise StorageError(f"--storage: cannot open the study database at {url}: {first}") from None
 
 
 class PruneWatcher(EvalWatcher):

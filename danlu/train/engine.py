@@ -24,6 +24,7 @@ from transformers import EarlyStoppingCallback, Trainer, TrainingArguments
 from transformers.trainer_callback import PrinterCallback, ProgressCallback, TrainerCallback
 
 from danlu.run import atomic_write_json
+from danlu.train.distributed import per_device_batch, world_size
 # choose_precision and latest_complete_checkpoint are also imported from here (tests, benchmarks).
 from danlu.train.fitting import (FitResult, choose_compile, choose_precision, latest_complete_checkpoint,
                                  make_optimizer, watchers_stop)
@@ -157,7 +158,8 @@ class HistoryCallback(TrainerCallback):
         self.path = path
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        atomic_write_json(self.path, state.log_history)
+        if state.is_world_process_zero:  # one writer of the run directory
+            atomic_write_json(self.path, state.log_history)
 
 
 class WatcherCallback(TrainerCallback):
@@ -171,8 +173,34 @@ class WatcherCallback(TrainerCallback):
             control.should_training_stop = True
 
 
+def _distributed_arguments(distributed) -> dict:
+    """TrainingArguments for the recipe's `distributed:` section (Trainer and accelerate do the work)."""
+    if distributed is None:
+        return {}
+    kwargs = {}
+    if distributed.backend != "auto":
+        kwargs["ddp_backend"] = distributed.backend
+    elif not torch.cuda.is_available():
+        kwargs["ddp_backend"] = "gloo"
+    if distributed.strategy == "fsdp":
+        kwargs["fsdp"] = distributed.fsdp
+        if distributed.fsdp_config:
+            kwargs["fsdp_config"] = dict(distributed.fsdp_config)
+    elif distributed.strategy == "deepspeed":
+        import importlib.util
+
+        from danlu.errors import DanluError
+
+        if importlib.util.find_spec("deepspeed") is None:
+            raise DanluError("distributed.strategy: deepspeed needs the deepspeed package (pip install deepspeed)")
+        if not distributed.deepspeed:
+            raise DanluError("distributed.deepspeed: name the DeepSpeed JSON config file for strategy deepspeed")
+        kwargs["deepspeed"] = distributed.deepspeed
+    return kwargs
+
+
 def _training_arguments(cfg, out_dir: Path, has_eval: bool, precision: str, compiled: bool,
-                        metric: str | None, greater_is_better: bool) -> TrainingArguments:
+                        metric: str | None, greater_is_better: bool, distributed=None) -> TrainingArguments:
     warmup = cfg.warmup if cfg.warmup < 1 else int(cfg.warmup)
     eval_strategy = "no"
     eval_steps = None
@@ -189,7 +217,8 @@ def _training_arguments(cfg, out_dir: Path, has_eval: bool, precision: str, comp
         output_dir=str(out_dir),
         num_train_epochs=cfg.epochs,
         max_steps=cfg.max_steps or -1,
-        per_device_train_batch_size=cfg.batch_size,
+        # train.batch_size is the global batch: each process takes its share
+        per_device_train_batch_size=per_device_batch(cfg.batch_size),
         per_device_eval_batch_size=cfg.eval_batch_size or max(cfg.batch_size, 64),
         gradient_accumulation_steps=cfg.grad_accum,
         learning_rate=cfg.lr,
@@ -218,6 +247,9 @@ def _training_arguments(cfg, out_dir: Path, has_eval: bool, precision: str, comp
         label_names=["labels"],
         save_safetensors=True,
     )
+    kwargs.update(_distributed_arguments(distributed))
+    if world_size() > 1 and "ddp_backend" not in kwargs and not torch.cuda.is_available():
+        kwargs["ddp_backend"] = "gloo"  # under torchrun without a distributed: section, on a CPU
     if cfg.schedule == "cosine" and cfg.min_lr:
         kwargs["lr_scheduler_type"] = "cosine_with_min_lr"
         kwargs["lr_scheduler_kwargs"] = {"min_lr": cfg.min_lr}
@@ -233,13 +265,14 @@ def fit(model: nn.Module, train_ds, eval_ds, collator, cfg, checkpoints: Path, h
         large_model: bool, class_weights: np.ndarray | None = None,
         sample_weights: np.ndarray | None = None, resume: bool = True,
         callbacks: list[TrainerCallback] = (), group_by_length: bool = False,
-        distill: tuple[float, float] | None = None, watchers=()) -> FitResult:
+        distill: tuple[float, float] | None = None, watchers=(), distributed=None) -> FitResult:
     steps_per_epoch = max(1, len(train_ds) // (cfg.batch_size * cfg.grad_accum))
     planned = cfg.max_steps or int(steps_per_epoch * cfg.epochs)
     precision = choose_precision(cfg.precision, large_model)
     compiled = choose_compile(cfg.compile, large_model, planned)
     has_eval = eval_ds is not None and len(eval_ds) > 0
-    args = _training_arguments(cfg, checkpoints, has_eval, precision, compiled, metric, greater_is_better)
+    args = _training_arguments(cfg, checkpoints, has_eval, precision, compiled, metric, greater_is_better,
+                               distributed)
     callbacks = [HistoryCallback(history_path), *callbacks]
     if watchers:
         callbacks.append(WatcherCallback(watchers))

@@ -120,11 +120,11 @@ def _weights(model) -> int:
 def _largest_batch(dataset, collate, batch_size: int) -> dict:
     """The batch_size longest examples (padding makes the longest batch the costliest), else the first."""
     n = len(dataset)
-    lengths = [item_length(dataset[i]) for i in range(min(n, 20000))]
-    if lengths and lengths[0] is not None:
-        order = sorted(range(len(lengths)), key=lambda i: -(lengths[i] or 0))[:batch_size]
-    else:
-        order = list(range(min(n, batch_size)))
+    order = list(range(min(n, batch_size)))
+    # Fixed-size inputs (images, table rows) need no search, nor the decoding of every example.
+    if n and item_length(dataset[0]) is not None:
+        lengths = [item_length(dataset[i]) or 0 for i in range(min(n, 20000))]
+        order = sorted(range(len(lengths)), key=lambda i: -lengths[i])[:batch_size]
     return collate([dataset[i] for i in order])
 
 
