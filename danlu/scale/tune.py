@@ -36,6 +36,8 @@ log = logging.getLogger("danlu")
 
 HEARTBEAT_S = 60  # a trial whose process stopped beating for GRACE_S is failed and retried by another
 GRACE_S = 180
+# What SQLite says to the second of two processes creating one new study database at once.
+RACES = ("already exists", "UNIQUE constraint failed", "database is locked")
 
 
 class StorageError(DanluError):
@@ -72,10 +74,10 @@ def open_storage(url: str):
         try:
             return optuna.storages.RDBStorage(
                 url, engine_kwargs=kwargs, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
-                failed_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=3))
+                failed_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3))
         except Exception as exc:  # SQLAlchemy's errors for a bad URL, a missing driver, a refused connection
             # Two processes creating one new database's tables at once: the loser finds them made.
-            if "already exists" in str(exc) and attempt < 3:
+            if any(race in str(exc) for race in RACES) and attempt < 3:
                 time.sleep(0.5 * (attempt + 1))
                 continue
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
