@@ -52,7 +52,7 @@ def test_train_fills_the_run_directory(iris_run):
                  "model/config.json", "model/model.safetensors", "state.json"):
         assert (run / name).exists(), name
     metrics = json.loads((run / "metrics.json").read_text())
-    assert set(metrics) == {"validation", "test", "baselines"}
+    assert set(metrics) == {"validation", "test", "baselines", "train_mfu", "utilisation"}
     assert metrics["test"]["accuracy"] > 0.8
     assert set(metrics["baselines"]["test"]) == {"majority", "linear", "boosted_trees"}
     assert metrics["baselines"]["test"]["majority"]["accuracy"] < 0.5  # three balanced classes

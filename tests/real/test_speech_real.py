@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -24,6 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "serve"))
 from servekit import client_for, run  # noqa: E402
 
 RECIPES = Path(__file__).resolve().parents[2] / "recipes"
+# As tests/conftest.py reads it (that conftest is not importable by name once tests/serve is on the path).
+DATA = Path(os.environ.get("DANLU_DATA", Path(__file__).resolve().parents[3] / "shared" / "datasets"))
 
 pytestmark = pytest.mark.real
 CLIPS = 10  # test clips sent through predict and the server
@@ -31,10 +34,8 @@ CLIPS = 10  # test clips sent through predict and the server
 
 @pytest.fixture(scope="module")
 def asr_run(tmp_path_factory):
-    from conftest import shared_datasets
-
-    if not (shared_datasets() / "fsdd" / "metadata.csv").is_file():
-        pytest.skip(f"FSDD not found under {shared_datasets()} (set DANLU_DATA to the shared datasets folder)")
+    if not (DATA / "fsdd" / "metadata.csv").is_file():
+        pytest.skip(f"FSDD not found under {DATA} (set DANLU_DATA to the shared datasets folder)")
     out = tmp_path_factory.mktemp("fsdd") / "run"
     # 2 of 6 speakers' training clips and 250 steps: a few dozen seconds on 2 cores, enough to hear digits.
     recipe = load_recipe(RECIPES / "fsdd_asr.yaml", ["train.max_steps=250", "train.progress=false",
@@ -46,9 +47,7 @@ def asr_run(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def test_clips():
-    from conftest import shared_datasets
-
-    root = shared_datasets() / "fsdd"
+    root = DATA / "fsdd"
     meta = pd.read_csv(root / "metadata.csv")
     rows = meta[meta["split"] == "test"].groupby("digit").head(1).head(CLIPS)
     return [(str(root / path), text) for path, text in zip(rows["path"], rows["transcript"])]
