@@ -28,6 +28,10 @@ from danlu.inference import TorchForward, outputs  # noqa: E402
 from danlu.tasks import make_task  # noqa: E402
 from danlu.train import silence_transformers  # noqa: E402
 from danlu.train.engine import fit  # noqa: E402
+from danlu.train.utilisation import matmul_peak, step_flops  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from startup import cpu  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 
@@ -69,6 +73,15 @@ def run_trainer(task, recipe, train_ds, tmp: Path):
     return trainer.model, "transformers.Trainer defaults (fp32, eager, random)"
 
 
+def flops_per_token(task, train_ds) -> float:
+    """Training FLOPs (forward + backward) per real token, counted by torch on a batch of one length (no padding)."""
+    from collections import Counter
+
+    length = Counter(len(item["input_ids"]) for item in train_ds.items).most_common(1)[0][0]
+    items = [item for item in train_ds.items if len(item["input_ids"]) == length][:32]
+    return step_flops(task.build_model(), task.collate(items)) / (len(items) * length)
+
+
 def main() -> None:
     args = parse()
     silence_transformers()
@@ -91,6 +104,8 @@ def main() -> None:
     print(f"SST-2 sample: {len(train_ds):,} examples, {tokens:,} tokens per epoch; BERT {args.size}; "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads; seeds {args.seeds}")
 
+    per_token = flops_per_token(task, train_ds)
+    print(f"CPU: {cpu()}; training FLOPs per token {per_token / 1e6:.2f} M (torch's FlopCounterMode)")
     results: dict[str, list[tuple[float, float]]] = {}
     for seed in args.seeds:
         seeded = recipe_from_dict({**base, "train": {**base["train"], "seed": seed}})
@@ -107,12 +122,14 @@ def main() -> None:
             results.setdefault(name, []).append((tokens / seconds, loss))
             print(f"  seed {seed}: {name}: {tokens / seconds:,.0f} tokens/s, dev loss {loss:.4f}")
 
-    print(f"\n{'engine':58s} {'tokens/s':>9s} {'dev loss':>9s}")
+    print(f"\n{'engine':58s} {'tokens/s':>9s} {'dev loss':>9s} {'GFLOP/s':>8s} {'MFU':>6s}")
     means = {}
     for name, runs in results.items():
         speed, loss = statistics.mean(r[0] for r in runs), statistics.mean(r[1] for r in runs)
         means[name] = (speed, loss)
-        print(f"{name:58s} {speed:9,.0f} {loss:9.4f}")
+        peak = matmul_peak("bf16" if "(bf16" in name else "fp32")["flops_per_s"]
+        achieved = speed * per_token
+        print(f"{name:58s} {speed:9,.0f} {loss:9.4f} {achieved / 1e9:8.2f} {achieved / peak:6.1%}")
     (d_speed, d_loss), (t_speed, t_loss) = means.values()
     print(f"speed-up (danlu / Trainer tokens/s): {d_speed / t_speed:.2f}x; "
           f"mean dev loss danlu {d_loss:.4f} vs Trainer {t_loss:.4f} ({d_loss - t_loss:+.4f})")
