@@ -51,12 +51,12 @@ def main() -> None:
             est = found["estimate"]
             measured_epoch = found["seconds"] / found["epochs"]
             rows.append((name, est["memory"], found["peak_memory_bytes"], est["epoch_seconds"], measured_epoch,
-                         est["parameters"], est["activations"]))
+                         est["parameters"], est["activations"], est["transient"]))
     print("| recipe | parameters | estimated peak | measured peak | error | estimated s/epoch | measured s/epoch "
           "| error |")
     print("|---|---|---|---|---|---|---|---|")
-    for name, em, mm, et, mt, params, act in rows:
-        print(f"| {name} | {params:,} | {em / 2**20:.1f} MB (activations {act / 2**20:.1f}) | {mm / 2**20:.1f} MB "
+    for name, em, mm, et, mt, params, act, tr in rows:
+        print(f"| {name} | {params:,} | {em / 2**20:.1f} MB (activations {act / 2**20:.1f}, transient {tr / 2**20:.1f}) | {mm / 2**20:.1f} MB "
               f"| {em / mm - 1:+.0%} | {et:.2f} | {mt:.2f} | {et / mt - 1:+.0%} |")
 
 

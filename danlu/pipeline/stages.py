@@ -239,7 +239,8 @@ def _estimate(recipe, task, plan, eval_ds, run: Run, say):
     from danlu.train.estimate import estimate_training, rows
 
     say("estimate: memory and time (a probe of a few steps)")
-    found = estimate_training(plan.model, plan.train_ds, plan.collate, recipe.train, task.large_model, eval_ds)
+    found = estimate_training(plan.model, plan.train_ds, plan.collate, recipe.train, task.large_model, eval_ds,
+                              group_by_length=task.group_by_length)
     for what, value in rows(found):
         say(f"estimate: {what}: {value}")
     return found

@@ -67,4 +67,5 @@ def estimate_recipe(recipe, say=None) -> Estimate:
     eval_ds = task.encode(validation) if validation is not None and len(validation) else None
     plan = plan_training(recipe, task, model, frames["train"], train_ds)
     say(f"probe: {type(model).__name__}, a few steps at batch {recipe.train.batch_size}")
-    return estimate_training(plan.model, plan.train_ds, plan.collate, recipe.train, task.large_model, eval_ds)
+    return estimate_training(plan.model, plan.train_ds, plan.collate, recipe.train, task.large_model, eval_ds,
+                             group_by_length=task.group_by_length)

@@ -28,7 +28,7 @@ import torch
 
 from danlu.train.examples import item_length
 from danlu.train.fitting import choose_precision, make_optimizer
-from danlu.train.memory import weight_bytes
+from danlu.train.memory import PeakMemory, weight_bytes
 
 OPTIMIZER_STATES = {"sgd": 0, "momentum": 1, "adagrad": 1, "adam": 2, "adamw": 2}
 FP32 = 4
@@ -43,6 +43,7 @@ class Estimate:
     gradients: int
     optimizer: int
     activations: int
+    transient: int  # what the probe's steps held above the four parts (backward buffers, kernels' scratch)
     precision: str
     batch_size: int
     sequence: int | None  # tokens (or frames) per example of the largest batch; None for fixed-size inputs
@@ -55,7 +56,7 @@ class Estimate:
 
     @property
     def memory(self) -> int:
-        return self.weights + self.gradients + self.optimizer + self.activations
+        return self.weights + self.gradients + self.optimizer + self.activations + self.transient
 
     @property
     def epochs(self) -> float:
@@ -76,7 +77,7 @@ class Estimate:
 
 
 def estimate_training(model, train_ds, collate, cfg, large_model: bool, eval_ds=None, probe_steps: int = 5,
-                      warmup_steps: int = 2) -> Estimate:
+                      warmup_steps: int = 2, group_by_length: bool = False) -> Estimate:
     """The figures for training `model` on `train_ds` with the recipe's train section `cfg`."""
     total = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -86,12 +87,17 @@ def estimate_training(model, train_ds, collate, cfg, large_model: bool, eval_ds=
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     probe = copy.deepcopy(model).to(device)
     batch = _to(batch, device)
-    autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16" else nullcontext)
+    def autocast():
+        return torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
+
     activations = _saved_bytes(probe, batch, autocast)
     # Time on batches drawn at random, as training sees them (the largest one would overstate it).
-    timed = [_to(collate(_draw(train_ds, cfg.batch_size, cfg.seed + i)), device)
-             for i in range(warmup_steps + probe_steps)]
-    step_seconds = _step_seconds(probe, timed, cfg, autocast, warmup_steps)
+    # Batching is timed too (collate and the copy to the device), as the engines pay it every step.
+    drawn = [_draw(train_ds, cfg.batch_size, cfg.seed + i, group_by_length) for i in range(warmup_steps + probe_steps)]
+    # The peak of the probe's own steps, measured like the training's (danlu.train.memory), shows what
+    # the four parts miss: the backward pass's transient buffers, the kernels' workspaces.
+    with PeakMemory(probe) as peak:
+        step_seconds = _step_seconds(probe, drawn, collate, device, cfg, autocast, warmup_steps)
     eval_seconds = _eval_seconds(probe, eval_ds, collate, cfg, autocast, device) if eval_ds is not None else 0.0
     updates = max(math.ceil(math.ceil(len(train_ds) / cfg.batch_size) / cfg.grad_accum), 1)
     planned = cfg.max_steps or math.ceil(cfg.epochs * updates)
@@ -99,9 +105,12 @@ def estimate_training(model, train_ds, collate, cfg, large_model: bool, eval_ds=
     if eval_ds is not None and len(eval_ds):
         evaluations = math.ceil(planned / updates) if cfg.eval_every == "epoch" else planned // cfg.eval_every
     del probe
+    weights, gradients = _weights(model), trainable * FP32
+    optimizer = trainable * FP32 * OPTIMIZER_STATES[cfg.optimizer]
+    parts = weights + gradients + optimizer + activations
     return Estimate(
-        parameters=total, trainable=trainable, weights=_weights(model), gradients=trainable * FP32,
-        optimizer=trainable * FP32 * OPTIMIZER_STATES[cfg.optimizer], activations=activations,
+        parameters=total, trainable=trainable, weights=weights, gradients=gradients, optimizer=optimizer,
+        activations=activations, transient=max(0, (peak.bytes or 0) - parts),
         precision=precision, batch_size=cfg.batch_size, sequence=sequence,
         # grad_accum batches make one optimizer step
         step_seconds=step_seconds * cfg.grad_accum, eval_seconds=eval_seconds, steps_per_epoch=updates,
@@ -163,21 +172,29 @@ def _saved_bytes(model, batch, autocast) -> int:
     return sum(seen.values())
 
 
-def _draw(dataset, batch_size: int, seed: int) -> list:
+def _draw(dataset, batch_size: int, seed: int, group_by_length: bool = False) -> list:
+    """A batch as training draws one: at random, or (length-bucketed text) of neighbours in length."""
     rng = random.Random(seed)
-    return [dataset[rng.randrange(len(dataset))] for _ in range(batch_size)]
+    if not group_by_length:
+        return [dataset[rng.randrange(len(dataset))] for _ in range(batch_size)]
+    # LengthBucketSampler sorts windows of 50 batches by length: a batch is a run of neighbours there.
+    window = [rng.randrange(len(dataset)) for _ in range(min(len(dataset), 50 * batch_size))]
+    window.sort(key=lambda i: item_length(dataset[i]) or 0)
+    start = rng.randrange(max(1, len(window) - batch_size + 1))
+    return [dataset[i] for i in window[start:start + batch_size]]
 
 
 def _to(batch: dict, device) -> dict:
     return {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
 
 
-def _step_seconds(model, batches: list, cfg, autocast, warmup: int) -> float:
+def _step_seconds(model, drawn: list, collate, device, cfg, autocast, warmup: int) -> float:
     optimizer = make_optimizer(model, cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.momentum, (0.9, cfg.beta2))
     times = []
     model.train()
-    for i, batch in enumerate(batches):
+    for i, items in enumerate(drawn):
         start = time.perf_counter()
+        batch = _to(collate(items), device)
         loss = _loss(model, batch, autocast)
         loss.backward()
         if cfg.max_grad_norm:
@@ -236,6 +253,7 @@ def rows(est: Estimate, device=None, cost_per_hour: float | None = None) -> list
         ("gradients", mb(est.gradients)),
         ("optimizer state", mb(est.optimizer)),
         ("activations", mb(est.activations)),
+        ("transient (probe's peak)", mb(est.transient)),
         ("memory per device", mb(est.memory)),
         ("time per step (this machine)", f"{est.step_seconds * 1000:,.1f} ms"),
         ("time per epoch (this machine)", f"{duration(est.epoch_seconds)} ({est.steps_per_epoch:,} steps and "
@@ -243,7 +261,7 @@ def rows(est: Estimate, device=None, cost_per_hour: float | None = None) -> list
         ("whole run (this machine)", f"{duration(est.run_seconds)} ({est.planned_steps:,} steps at most)"),
     ]
     if device is not None:
-        found.insert(8, ("fits " + device.name, f"{'yes' if est.memory <= device.memory else 'NO'} "
+        found.insert(9, ("fits " + device.name, f"{'yes' if est.memory <= device.memory else 'NO'} "
                          f"({100 * est.memory / device.memory:.1f}% of {device.memory / GIB:,.0f} GiB)"))
     if cost_per_hour is not None:
         found.append(("cost", f"{est.run_seconds / 3600 * cost_per_hour:,.2f} at {cost_per_hour:g} per hour"))

@@ -27,6 +27,19 @@ def _status_kb(field: str) -> int | None:
     return None
 
 
+def _release_free_heap() -> None:
+    """glibc's malloc_trim: memory freed earlier (the data's encoding, loading the model) goes back to
+    the system, so what the training allocates raises the resident size instead of reusing it."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: the measure may then read low
+        pass
+
+
 def weight_bytes(model) -> int:
     return sum(p.numel() * p.element_size() for p in model.parameters()) + sum(
         b.numel() * b.element_size() for b in model.buffers())
@@ -49,6 +62,7 @@ class PeakMemory:
             self.base = 0  # the model is moved to the GPU inside: every byte there is the training's
             return self
         self.resident = 0 if self.model is None else weight_bytes(self.model)
+        _release_free_heap()  # else the training reuses freed pages and the high-water mark never sees it
         try:
             _CLEAR.write_text("5")  # resets VmHWM to the current resident size (Linux >= 4.0)
             self.base = _status_kb("VmRSS")
