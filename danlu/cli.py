@@ -260,7 +260,9 @@ def _print_results(run, recipe) -> None:
 
     metrics = run.metrics()
     main = recipe.main_metric
-    _metrics_table({k: v for k, v in metrics.items() if k not in ("baselines", "decision")}, main)
+    from danlu.run import split_metrics
+
+    _metrics_table({**split_metrics(metrics), "cross_validation": metrics.get("cross_validation")}, main)
     if metrics.get("decision"):
         d = metrics["decision"]
         out.print(f"decision: predict {escape(str(d['class']))} when its probability >= {d['threshold']:.4f} "

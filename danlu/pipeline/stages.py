@@ -23,7 +23,7 @@ from danlu.pipeline.plan import plan_training
 from danlu.pipeline.pretrain import pretrain_stage, summary
 from danlu.recipe import Recipe
 from danlu.report import ReportInputs, write_report
-from danlu.run import Run, atomic_write_json, atomic_write_text, read_json, save_atomically
+from danlu.run import Run, atomic_write_json, atomic_write_text, read_json, save_atomically, split_metrics
 from danlu.tasks import make_task, new_task
 from danlu.track import Tracker
 from danlu.train import silence_transformers
@@ -165,6 +165,7 @@ def _train_stages(recipe: Recipe, run: Run, say, watchers=(), estimate: bool = F
         "peak_memory_bytes": peak.bytes, "peak_memory_how": peak.how, "seconds": result.seconds,
         "epochs": result.epochs, "steps": result.steps, "resumed_from": result.resumed_from,
         "estimate": estimated.to_dict() if estimated is not None else None})
+    usage = _utilisation(recipe, task, plan, result, say)
     model = plan.finish(result.model)
 
     say("evaluate")
@@ -178,6 +179,8 @@ def _train_stages(recipe: Recipe, run: Run, say, watchers=(), estimate: bool = F
         metrics["decision"] = decision
     if cv:
         metrics["cross_validation"] = cv
+    if usage:
+        metrics["train_mfu"], metrics["utilisation"] = usage["train_mfu"], usage
     extra_metrics, task_sections = task.after_training(model, frames)
     metrics.update(extra_metrics)
     task_sections += _trust_stage(recipe, task, forward, frames, splits.features, result, metrics, say)
@@ -194,8 +197,7 @@ def _train_stages(recipe: Recipe, run: Run, say, watchers=(), estimate: bool = F
     save_atomically(run.model_dir, lambda tmp: task.save(model, tmp))
 
     say("report")
-    shown = {k: v for k, v in metrics.items()
-             if k not in ("cross_validation", "baselines", "decision", "privacy", "robustness")}
+    shown = split_metrics(metrics)
     write_report(run.root, ReportInputs(
         name=recipe.name, task=recipe.task, status="done", created=time.strftime("%Y-%m-%d %H:%M"),
         main_metric=metric, metrics=shown,
@@ -211,8 +213,35 @@ def _train_stages(recipe: Recipe, run: Run, say, watchers=(), estimate: bool = F
         training={"engine": task.engine, "seconds": f"{result.seconds:.1f}", "epochs": f"{result.epochs:g}",
                   "steps": result.steps, "precision": result.precision, "compile": result.compiled,
                   "resumed_from": result.resumed_from, "optimizer": recipe.train.optimizer,
-                  "lr": f"{recipe.train.lr:g}", "batch_size": recipe.train.batch_size, **measured},
+                  "lr": f"{recipe.train.lr:g}", "batch_size": recipe.train.batch_size, **measured,
+                  **_utilisation_facts(usage)},
         data_report_md=quality.to_markdown(), recipe_yaml=shipped.to_yaml()))
+
+
+def _utilisation(recipe: Recipe, task, plan, result, say) -> dict:
+    """Achieved FLOP/s and MFU of the training (danlu.train.utilisation); {} where it cannot be counted."""
+    from danlu.train.utilisation import utilisation
+
+    per_step = recipe.train.batch_size * recipe.train.grad_accum  # the global batch, however many processes
+    try:
+        usage = utilisation(result.model, task, plan.train_ds, recipe.train.batch_size, per_step, result.steps,
+                            result.seconds, result.precision)
+    except Exception as exc:  # noqa: BLE001 - a measurement must not lose a finished training
+        say(f"note: the training's FLOPs could not be counted ({type(exc).__name__}: {str(exc)[:200]})")
+        return {}
+    if usage:
+        say(f"utilisation: {usage['train_flops_per_s'] / 1e9:.2f} GFLOP/s, MFU {usage['train_mfu'] * 100:.2g}% "
+            f"of the measured {result.precision} matmul peak ({usage['peak_flops_per_s'] / 1e9:.1f} GFLOP/s)")
+    return usage
+
+
+def _utilisation_facts(usage: dict) -> dict:
+    if not usage:
+        return {}
+    return {"achieved GFLOP/s": f"{usage['train_flops_per_s'] / 1e9:.2f}",
+            "MFU": f"{usage['train_mfu'] * 100:.2g}%",
+            "matmul peak GFLOP/s": f"{usage['peak_flops_per_s'] / 1e9:.1f} ({usage['peak']['precision']}, "
+                                   f"{usage['peak']['threads']} threads, {usage['peak']['device']})"}
 
 
 def _silent(message: str) -> None:
