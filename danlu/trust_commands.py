@@ -30,6 +30,9 @@ def robust_run(run_dir, split: str = "test", strengths=(0.0, 0.05, 0.1, 0.2), pe
     from danlu.tasks import load_task
     from danlu.trust.robustness import check_strengths, curves_png, measure_split
 
+    from danlu.train import silence_transformers
+
+    silence_transformers()  # no weight-loading bars among the table's lines
     run = Run(run_dir)
     model_dir = run.require_model()
     check_strengths(strengths, "--strength")

@@ -156,33 +156,26 @@ class Perturbation:
     apply: Callable[[pd.DataFrame, float, int], pd.DataFrame]  # (rows, strength, seed) -> new rows
 
 
-def _text_column(name: str, fn) -> Perturbation:
+def _column(name: str, role: str, each, make_rng) -> Perturbation:
+    """A perturbation of one input role's column: `each(value, strength, rng)` on every row."""
     def apply(frame, s, seed):
-        rng = random.Random(seed)
+        rng = make_rng(seed)
         out = frame.copy()
-        out["text"] = [fn(t, s, rng) if isinstance(t, str) else t for t in frame["text"]]
+        out[role] = [each(v, s, rng) for v in frame[role]]
         return out
     return Perturbation(name, apply)
 
 
-def _image_column(name: str, fn) -> Perturbation:
-    def apply(frame, s, seed):
+def _on_text(fn):
+    return lambda t, s, rng: fn(t, s, rng) if isinstance(t, str) else t
+
+
+def _on_pixels(fn):
+    def each(value, s, rng):
         from PIL import Image
 
-        rng = np.random.default_rng(seed)
-        out = frame.copy()
-        out["image"] = [Image.fromarray(fn(_pixels(v), s, rng)) for v in frame["image"]]
-        return out
-    return Perturbation(name, apply)
-
-
-def _audio_column(name: str, fn) -> Perturbation:
-    def apply(frame, s, seed):
-        rng = np.random.default_rng(seed)
-        out = frame.copy()
-        out["audio"] = [fn(v, s, rng) for v in frame["audio"]]
-        return out
-    return Perturbation(name, apply)
+        return Image.fromarray(fn(_pixels(value), s, rng))
+    return each
 
 
 def _table(name: str, features: list[str]) -> Perturbation:
@@ -205,11 +198,11 @@ def perturbations(roles, features: list[str]) -> dict[str, Perturbation]:
     """Every perturbation that applies to inputs of these roles and feature columns."""
     out: dict[str, Perturbation] = {}
     if "text" in roles:
-        out |= {n: _text_column(n, fn) for n, fn in TEXT.items()}
+        out |= {n: _column(n, "text", _on_text(fn), random.Random) for n, fn in TEXT.items()}
     if "image" in roles:
-        out |= {n: _image_column(n, fn) for n, fn in IMAGE.items()}
+        out |= {n: _column(n, "image", _on_pixels(fn), np.random.default_rng) for n, fn in IMAGE.items()}
     if "audio" in roles:
-        out |= {n: _audio_column(n, fn) for n, fn in AUDIO.items()}
+        out |= {n: _column(n, "audio", fn, np.random.default_rng) for n, fn in AUDIO.items()}
     if features:
         out |= {n: _table(n, features) for n in TABLE}
     return out
