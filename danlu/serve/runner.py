@@ -49,6 +49,12 @@ class TaskRunner:
         """The PyTorch network, for routes that sample text from it (None for an ONNX variant)."""
         return self.forward.model
 
+    @property
+    def encode_lock(self):
+        """Held while encoding, for tasks whose encoding is not thread-safe (None otherwise): routes that
+        encode beside predict (explanations) share it."""
+        return self._lock
+
     def predict(self, frame: pd.DataFrame) -> list[dict]:
         """One prediction dict per row of `frame`, in order."""
         return self.task.predict(self.forward, frame, batch_size=max(len(frame), 1), lock=self._lock)

@@ -119,7 +119,7 @@ GATED_SERVER = """
     class Gated:
         def __init__(self, inner):
             self.inner, self.info, self.task, self.forward = inner, inner.info, inner.task, inner.forward
-            self.model = inner.model
+            self.model, self.encode_lock = inner.model, inner.encode_lock
         def predict(self, frame):
             (gate / f"entered-{time.monotonic_ns()}-{len(frame)}").write_text("")
             while not (gate / "release").exists():  # a bounded wait: the test releases it or fails
