@@ -27,7 +27,8 @@ PATTERNS: dict[str, re.Pattern] = {
                        r"|\d{4}([ -])\d{6}\2\d{5})" + _NA),
     "ip": re.compile(r"(?<![\w.:])(?:(?:\d{1,3}\.){3}\d{1,3}|(?=[0-9A-Fa-f:]*:[0-9A-Fa-f:]*:)[0-9A-Fa-f:]{2,39})"
                      r"(?![\w.:])"),
-    # +CC then groups; mainland-China mobile 1[3-9]x xxxx xxxx; mainland landline 0AA(A)-XXXXXXX(X).
+    # +CC then digit groups; a mainland-China mobile: 11 digits from 13-19 (3-4-4); a mainland landline: a
+    # 3-4 digit area code from 0, then 7-8 digits.
     "phone": re.compile(r"(?<![\w+])(?:\+\d{1,3}[ .-]?(?:\(\d{1,4}\)[ .-]?)?\d{1,4}(?:[ .-]?\d{2,4}){1,4}"
                         r"|1[3-9]\d[ -]?\d{4}[ -]?\d{4}"
                         r"|\(?0\d{2,3}\)?[ -]?\d{7,8})" + _NA),

@@ -51,6 +51,8 @@ class AudioTask(Task):
         self.sampling_rate = self.audio.sampling_rate
         self.max_seconds = self.audio.max_seconds
         self.extractor = None
+        # A clip's features by path: the baselines read the same clips the model was encoded from.
+        self._features: dict[str, np.ndarray] = {}
         self.pretrained = bool(recipe is not None and recipe.model.from_)
 
     @property
@@ -77,6 +79,14 @@ class AudioTask(Task):
                                                       sampling_rate=self.sampling_rate)
 
     def features(self, value) -> np.ndarray:
+        if isinstance(value, str) and value in self._features:
+            return self._features[value]
+        found = self._extract(value)
+        if isinstance(value, str):
+            self._features[value] = found
+        return found
+
+    def _extract(self, value) -> np.ndarray:
         wave = load_audio(value, self.sampling_rate)[: int(self.max_seconds * self.sampling_rate)]
         if len(wave) < self.sampling_rate // 50:  # under 20 ms: pad, so a window fits and the clip still counts
             wave = np.pad(wave, (0, self.sampling_rate // 50 - len(wave)))
@@ -228,8 +238,9 @@ class SpeechRecognition(AudioTask):
     def target(self, text: str) -> str:
         return text.upper() if self.upper_vocab else text
 
-    def decode(self, ids) -> str:
-        text = self.tokenizer.decode([int(i) for i in ids]).strip()
+    def decode(self, ids, ctc: bool = True) -> str:
+        """Token ids -> text; `ctc`: a frame-per-token output (repeats merged), else label ids as written."""
+        text = self.tokenizer.decode([int(i) for i in ids], group_tokens=ctc).strip()
         return text.lower() if self.upper_vocab and self.lowercase else text
 
     def build_model(self):
@@ -273,7 +284,9 @@ class SpeechRecognition(AudioTask):
             if p.shape[1] < longest:
                 pad = np.full((p.shape[0], longest - p.shape[1], *p.shape[2:]), IGNORED, dtype=p.dtype)
                 if p.ndim == 3:
-                    pad[:] = -1.0e4
+                    from danlu.tasks.audio.models import BLANK_FILL
+
+                    pad[:] = BLANK_FILL
                     pad[..., self.tokenizer.pad_token_id] = 0.0
                 p = np.concatenate([p, pad], axis=1)
             out.append(p)
@@ -284,11 +297,7 @@ class SpeechRecognition(AudioTask):
         return [self.decode(row) for row in np.asarray(logits).argmax(-1)]
 
     def references(self, label_ids: np.ndarray) -> list[str]:
-        return [self.decode_reference(row[row != IGNORED]) for row in np.asarray(label_ids)]
-
-    def decode_reference(self, ids) -> str:
-        text = self.tokenizer.decode([int(i) for i in ids], group_tokens=False).strip()
-        return text.lower() if self.upper_vocab and self.lowercase else text
+        return [self.decode(row[row != IGNORED], ctc=False) for row in np.asarray(label_ids)]
 
     def metrics(self, outputs, label_ids) -> dict:
         return transcript_metrics(self.references(label_ids), self.hypotheses(outputs))
