@@ -16,7 +16,7 @@ from danlu.data.pii import unknown_kind
 
 SPLIT_NAMES = ("train", "validation", "test")
 Format = Literal["auto", "csv", "tsv", "jsonl", "json", "parquet", "txt",
-                 "imagefolder", "image_csv", "audiofolder", "idx", "builtin", "hub"]
+                 "imagefolder", "image_csv", "audiofolder", "idx", "builtin", "hub", "coco", "yolo"]
 FORMATS: tuple[str, ...] = get_args(Format)
 
 # A path, a glob ("poems/*.json"), or a list of them (read in order and stacked), builtin:/hub:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from danlu.data import audio, builtin, hub, images
+from danlu.data import audio, builtin, coco, hub, images
 from danlu.data.config import DataConfig
 from danlu.data.paths import display_path, is_glob, resolve_data_path, resolve_data_paths
 from danlu.data.rows import finish
@@ -53,8 +53,14 @@ def read_source(source: str | dict, data: DataConfig, recipe_dir: Path | None
         return hub.read_hub(source.split(":", 1)[-1] if source.startswith("hub:") else source, data.hub)
 
     path = resolve_data_path(source, recipe_dir)
-    if fmt == "auto":
-        fmt = ("audiofolder" if audio.has_audio(path) else "imagefolder") if path.is_dir() else path_format(path)
+    if fmt == "auto" and path.is_dir():
+        fmt = "yolo" if coco.looks_like_yolo(path) else "audiofolder" if audio.has_audio(path) else "imagefolder"
+    elif fmt == "auto":
+        fmt = path_format(path)
+    if fmt == "coco":
+        return coco.read_coco(path)
+    if fmt == "yolo":
+        return coco.read_yolo(path)
     if fmt == "audiofolder":
         if not path.is_dir():
             raise DataError(f"{display_path(path)}: format audiofolder needs a folder of clips")
@@ -241,6 +247,8 @@ def read_json(path: Path) -> pd.DataFrame:
         raise DataError(f"{name}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
     if why:
         raise DataError(f"{name}: invalid JSON: {why}")
+    if coco.is_coco(content):  # COCO annotations: one row per image, its objects in a list
+        return coco.frame_from_coco(content, path)
     if isinstance(content, dict):
         lists = [v for v in content.values() if isinstance(v, list)]
         if len(lists) == 1 and all(isinstance(r, dict) for r in lists[0]):
