@@ -40,6 +40,12 @@ def check_quality(splits: Splits, quality: QualityConfig, roles: list[str], clas
 
         rule, image_keys, clips = audio_quality.unreadable(splits, quality)
         rules.append(rule)
+    clip_gate = audio_quality if "audio" in roles else None
+    if "video" in roles:
+        from danlu.data import video_quality as clip_gate
+
+        rule, image_keys, clips = clip_gate.unreadable(splits, quality)
+        rules.append(rule)
     invalid = _invalid(splits, roles, quality, classification)
     rules += [invalid] if invalid else []
     _tidy_labels(splits, classification)
@@ -49,7 +55,7 @@ def check_quality(splits: Splits, quality: QualityConfig, roles: list[str], clas
         rules.append(pii_rule(splits, roles, quality.pii))
     inputs = {s: _input_keys(f, splits.features, image_keys.get(s)) for s, f in splits.frames.items()}
     if clips:
-        rules += audio_quality.clip_rules(splits, clips, quality)
+        rules += clip_gate.clip_rules(splits, clips, quality)
     if any("_group" in f for f in splits.frames.values()):
         rules.append(_groups_apart(splits))
     rules.append(_duplicates(splits, inputs, quality))

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from danlu.data import audio, builtin, coco, hub, images
+from danlu.data import audio, builtin, coco, hub, images, video
 from danlu.data.config import DataConfig
 from danlu.data.paths import display_path, is_glob, resolve_data_path, resolve_data_paths
 from danlu.data.rows import finish
@@ -53,6 +53,8 @@ def read_source(source: str | dict, data: DataConfig, recipe_dir: Path | None
         return hub.read_hub(source.split(":", 1)[-1] if source.startswith("hub:") else source, data.hub)
 
     path = resolve_data_path(source, recipe_dir)
+    if fmt == "auto" and path.is_dir() and video.has_video(path):
+        return video.read_videofolder(path)  # class folders of clips: video files or folders of frames
     if fmt == "auto" and path.is_dir():
         fmt = "yolo" if coco.looks_like_yolo(path) else "audiofolder" if audio.has_audio(path) else "imagefolder"
     elif fmt == "auto":
@@ -97,6 +99,9 @@ def read_source(source: str | dict, data: DataConfig, recipe_dir: Path | None
     audio_column = next((c for c in data.role_columns("audio") if c in frame.columns), None)
     if audio_column and audio.looks_like_audio_paths(frame[audio_column]):
         frame[audio_column] = images.resolve_image_paths(frame[audio_column], path)
+    video_column = next((c for c in data.role_columns("video") if c in frame.columns), None)
+    if video_column and video.looks_like_video_paths(frame[video_column], path.parent):
+        frame[video_column] = images.resolve_image_paths(frame[video_column], path)
     return frame
 
 

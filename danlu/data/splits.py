@@ -20,7 +20,7 @@ from danlu.data.values import CONTAINERS, mostly_numbers, spelled_missing
 from danlu.errors import DataError
 
 META = ("_row", "_source", "_group")  # _group: data.split.group's column, kept for the split and the gate
-INPUT_ROLES = ("text", "image", "audio")
+INPUT_ROLES = ("text", "image", "audio", "video")
 
 
 @dataclass
