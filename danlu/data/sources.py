@@ -53,10 +53,10 @@ def read_source(source: str | dict, data: DataConfig, recipe_dir: Path | None
         return hub.read_hub(source.split(":", 1)[-1] if source.startswith("hub:") else source, data.hub)
 
     path = resolve_data_path(source, recipe_dir)
-    if fmt == "auto" and path.is_dir() and video.has_video(path):
-        return video.read_videofolder(path)  # class folders of clips: video files or folders of frames
     if fmt == "auto" and path.is_dir():
         fmt = "yolo" if coco.looks_like_yolo(path) else "audiofolder" if audio.has_audio(path) else "imagefolder"
+        if fmt == "imagefolder" and video.has_video(path):
+            return video.read_videofolder(path)  # class folders of clips: video files or folders of frames
     elif fmt == "auto":
         fmt = path_format(path)
     if fmt == "coco":

@@ -59,6 +59,13 @@ def test_the_frame_cnn_tells_directions_apart_by_the_order_of_the_frames(trained
     assert np.mean(np.asarray(flipped) != held_out["label"].to_numpy()) >= 0.9
 
 
+def test_the_baseline_on_averaged_frames_cannot_tell_directions_and_the_one_on_frames_in_order_can(trained):
+    task, _ = trained
+    found = task.baseline({"train": sample(48, 0).frame, "test": sample(40, 2).frame}, ["test"])["test"]
+    assert found["linear"]["accuracy"] >= 0.9
+    assert found["mean_frame"]["accuracy"] <= 0.7  # two classes: chance is 0.5
+
+
 def mp4_bytes(frames: np.ndarray) -> bytes:
     out = io.BytesIO()
     with av.open(out, "w", format="mp4") as container:
@@ -98,7 +105,7 @@ def test_a_run_from_a_folder_of_mp4_clips_records_the_classifier_metrics(video_r
 
     metrics = json.loads((video_run / "metrics.json").read_text())
     assert {"accuracy", "f1_macro", "confusion_matrix"} <= set(metrics["test"])
-    assert {"majority", "linear"} <= set(metrics["baselines"]["test"])
+    assert {"majority", "linear", "mean_frame"} <= set(metrics["baselines"]["test"])
     gate = json.loads((video_run / "data_report.json").read_text())
     assert {"unreadable", "frames", "video_format"} <= {rule["name"] for rule in gate["rules"]}
 

@@ -135,19 +135,40 @@ class VideoClassification(Classifier, Task):
             out["labels"] = torch.as_tensor(np.asarray([b["labels"] for b in items], dtype=np.int64))
         return out
 
-    # -- baseline: logistic regression on every sampled frame at a small side ------------------
-    def baseline_features(self, train: pd.DataFrame, frames: dict[str, pd.DataFrame]):
-        def small(frame: pd.DataFrame) -> np.ndarray:
-            return np.stack([np.concatenate([np.asarray(Image.fromarray(f).convert("L").resize(
-                (BASELINE_SIDE, BASELINE_SIDE), Image.BILINEAR), dtype=np.float32).ravel() / 255.0 for f in clip])
-                for clip in self.read_all(frame["video"].tolist())])
+    # -- baselines: logistic regression on the sampled frames, in order and averaged ------------
+    def small_frames(self, frame: pd.DataFrame) -> np.ndarray:
+        """(clips, frames, BASELINE_SIDE**2): every sampled frame at a small side, grey, in [0, 1]."""
+        return np.stack([[np.asarray(Image.fromarray(f).convert("L").resize((BASELINE_SIDE, BASELINE_SIDE),
+                                                                             Image.BILINEAR), dtype=np.float32)
+                          .ravel() / 255.0 for f in clip] for clip in self.read_all(frame["video"].tolist())])
 
-        return small(train), {s: small(f) for s, f in frames.items()}
+    def baseline_features(self, train: pd.DataFrame, frames: dict[str, pd.DataFrame]):
+        def flat(frame: pd.DataFrame) -> np.ndarray:
+            return self.small_frames(frame).reshape(len(frame), -1)
+
+        return flat(train), {s: flat(f) for s, f in frames.items()}
+
+    def baseline(self, frames: dict[str, pd.DataFrame], splits: list[str]) -> dict:
+        """The classifier baselines, and the same logistic regression on the mean of the sampled frames: what
+        pooling over time alone sees (it cannot tell a clip from its reverse)."""
+        from danlu.evaluate import baselines
+
+        out = super().baseline(frames, splits)
+        train = frames["train"]
+        names = [str(v) for v in self.labels]
+        pooled = baselines.fit_linear_classifier(self.small_frames(train).mean(1), self.label_ids(train["label"]),
+                                                 seed=self.recipe.train.seed)
+        for split in out:
+            x = self.small_frames(frames[split]).mean(1)
+            out[split]["mean_frame"] = baselines.classifier_metrics(pooled, x, self.label_ids(frames[split]["label"]),
+                                                                    names, self._rare_id())
+        return out
 
     def baseline_names(self) -> dict[str, str]:
+        side = f"{BASELINE_SIDE}x{BASELINE_SIDE} grey"
         return {"majority": "always the most frequent training class",
-                "linear": f"logistic regression on the pixels of the {self.frames} sampled frames at "
-                          f"{BASELINE_SIDE}x{BASELINE_SIDE} grey"}
+                "linear": f"logistic regression on the pixels of the {self.frames} sampled frames at {side}",
+                "mean_frame": f"logistic regression on the mean of the sampled frames at {side} (no order)"}
 
     # -- inputs from outside -------------------------------------------------------------
     def frame_from_value(self, value: str) -> pd.DataFrame:
