@@ -31,6 +31,7 @@ BUILTIN_SPEC_MODULES = (
     "danlu.tasks.chat.spec",
     "danlu.tasks.translation.spec",
     "danlu.tasks.audio.spec",
+    "danlu.tasks.object_detection.spec",
     "danlu.tasks.video_classification.spec",
 )
 ENV_MODULES = "DANLU_TASK_MODULES"

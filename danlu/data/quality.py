@@ -49,6 +49,10 @@ def check_quality(splits: Splits, quality: QualityConfig, roles: list[str], clas
     invalid = _invalid(splits, roles, quality, classification)
     rules += [invalid] if invalid else []
     _tidy_labels(splits, classification)
+    if "objects" in roles:  # object annotations' own rules (boxes, categories, images without objects)
+        from danlu.data.objects_quality import object_rules
+
+        rules += object_rules(splits)
     if quality.pii is not None:
         from danlu.data.pii_quality import pii_rule
 

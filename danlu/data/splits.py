@@ -99,7 +99,7 @@ def check_cells(frame: pd.DataFrame, roles: Iterable[str], features: list[str]) 
     """A label or a feature is one value, a text is text: a JSON array or object there has no
     meaning to a model (a text's list of lines is joined before this)."""
     for column in dict.fromkeys([*roles, *features]):
-        if column in ("image", "audio") or column not in frame or frame[column].dtype != object:
+        if column in ("image", "audio", "objects") or column not in frame or frame[column].dtype != object:
             continue
         kinds = (dict, set) if column == "text" else CONTAINERS
         bad = frame[column].map(lambda v: isinstance(v, kinds)).to_numpy(dtype=bool)

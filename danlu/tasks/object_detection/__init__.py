@@ -1,0 +1,1 @@
+"""Object detection: an image -> boxes, each with a class and a score."""
