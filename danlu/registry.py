@@ -32,6 +32,7 @@ BUILTIN_SPEC_MODULES = (
     "danlu.tasks.translation.spec",
     "danlu.tasks.audio.spec",
     "danlu.tasks.object_detection.spec",
+    "danlu.tasks.image_segmentation.spec",
     "danlu.tasks.video_classification.spec",
 )
 ENV_MODULES = "DANLU_TASK_MODULES"

@@ -1,0 +1,1 @@
+"""Image segmentation: an image -> a class for every pixel (spec.py: what it is; task.py: how it works)."""
