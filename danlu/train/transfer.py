@@ -46,17 +46,35 @@ def _set(modules, trainable: bool) -> None:
             p.requires_grad = trainable
 
 
+def _stay_in_eval(module: nn.Module, _inputs) -> None:
+    if module.training:
+        module.eval()
+
+
+def keep_in_eval(module: nn.Module) -> None:
+    """A frozen backbone runs in eval mode even while its head trains: the engines call model.train()
+    before every step, which would let BatchNorm's running statistics drift on the new data and dropout
+    perturb features the head is meant to read as they are. A forward pre-hook (not a replaced train()),
+    so that a copy of the model keeps the behaviour."""
+    module.register_forward_pre_hook(_stay_in_eval)
+
+
+def _train_head_only(model: nn.Module) -> None:
+    _set([backbone(model)], False)
+    heads = [m for name, m in model.named_children() if name in HEAD_NAMES]
+    # BERT's pooler feeds the classifier and is often absent from sentence-embedding checkpoints
+    # (then freshly initialised): it belongs with the head.
+    pooler = getattr(backbone(model), "pooler", None)
+    _set(heads + ([pooler] if pooler is not None else []), True)
+
+
 def freeze(model: nn.Module, what: str | int | None) -> None:
     """`embeddings`, the first N layers (an int), or `backbone` (everything but the head)."""
     if what in (None, "none", 0):
         return
     if what == "backbone":
-        _set([backbone(model)], False)
-        heads = [m for name, m in model.named_children() if name in HEAD_NAMES]
-        # BERT's pooler feeds the classifier and is often absent from sentence-embedding checkpoints
-        # (then freshly initialised): it belongs with the head.
-        pooler = getattr(backbone(model), "pooler", None)
-        _set(heads + ([pooler] if pooler is not None else []), True)
+        _train_head_only(model)
+        keep_in_eval(backbone(model))
         return
     if what == "embeddings":
         found = embeddings(model)
@@ -81,7 +99,7 @@ class GradualUnfreeze(TrainerCallback):
 
     def __init__(self, model: nn.Module):
         self.groups = list(reversed(layers(model))) + [embeddings(model)]
-        freeze(model, "backbone")
+        _train_head_only(model)  # not kept in eval mode: its layers train again, dropout and all
         self.next = 0
 
     def on_epoch_begin(self, args, state, control, **kwargs):

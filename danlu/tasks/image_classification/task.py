@@ -1,9 +1,10 @@
 """Image classification: an image (a file, or an array such as MNIST's) -> a class.
 
-Models: a classic MLP or small CNN (they normalise their own input, so they take pixels in
-[0, 1]), a ViT of a named size built from a config, or a pretrained directory. ViT and
-pretrained models are fed by a transformers image processor, saved beside the model so that
-AutoImageProcessor + AutoModelForImageClassification load it without danlu.
+Models: a classic MLP, small CNN or VGG of a named size (they normalise their own input, so they
+take pixels in [0, 1]), a ViT of a named size built from a config, or a pretrained directory: a
+transformers checkpoint, or a classic net (a danlu run, or its pretraining) whose body gets a new
+head. ViT and pretrained transformers are fed by a transformers image processor, saved beside the
+model so that AutoImageProcessor + AutoModelForImageClassification load it without danlu.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ try:  # without torchvision, transformers 5 serves the PIL backend (and warns wh
 except ImportError:  # pragma: no cover - older transformers
     from transformers import ViTImageProcessor
 
-from danlu.errors import DataError
+from danlu.errors import DanluError, DataError
 from danlu.models import ClassicConfig, ClassicModel, resolve_pretrained, shape_of
+from danlu.models.classic import CONVOLUTIONAL, is_classic
 from danlu.tasks.base import Task, read_meta
 from danlu.tasks.classifier import Classifier
 from danlu.train.examples import LazyExamples
@@ -63,6 +65,7 @@ class ImageClassification(Classifier, Task):
         self.mode, self.size = "RGB", 32
         self.size_source = ""
         self.processor = None
+        self.classic_from: str | None = None  # a classic net's folder the model starts from
         self.mean: list[float] = []
         self.std: list[float] = []
 
@@ -78,8 +81,12 @@ class ImageClassification(Classifier, Task):
         self.fit_labels(train["label"])
         cfg = self.recipe.model
         if cfg.from_:
+            source = resolve_pretrained(cfg.from_, self.recipe.base_dir)
+            if is_classic(source):
+                self._setup_classic_from(source)
+                return
             self.arch = "pretrained"
-            self.processor = AutoImageProcessor.from_pretrained(resolve_pretrained(cfg.from_, self.recipe.base_dir))
+            self.processor = AutoImageProcessor.from_pretrained(source)
             return
         sample = [open_image(v, "RGB", 8) for v in train["image"].head(50)]
         grey = all(_is_grey(img) for img in sample)
@@ -93,6 +100,18 @@ class ImageClassification(Classifier, Task):
             self.processor = ViTImageProcessor(do_resize=True, size={"height": self.size, "width": self.size},
                                                image_mean=self.mean, image_std=self.std)
 
+    def _setup_classic_from(self, folder: str) -> None:
+        """The classic net's own input (side, channels, pixel statistics): its body was trained on it."""
+        config = ClassicModel.from_pretrained(folder).config
+        if config.arch not in CONVOLUTIONAL:
+            raise DanluError(f"model.from: {folder} holds a {config.arch} net; image classification starts "
+                             f"from a cnn or vgg body")
+        self.classic_from, self.arch = folder, config.arch
+        channels, self.size = config.input_shape[0], config.input_shape[1]
+        self.mode = "L" if channels == 1 else "RGB"
+        self.mean, self.std = config.input_mean, config.input_std
+        self.size_source = f"the size the model in model.from was trained at ({folder})"
+
     def _pixels(self, value) -> np.ndarray:
         arr = np.asarray(open_image(value, self.mode, self.size), dtype=np.float32) / 255.0
         return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)  # (C, H, W)
@@ -105,11 +124,13 @@ class ImageClassification(Classifier, Task):
                 resolve_pretrained(cfg.from_, self.recipe.base_dir), ignore_mismatched_sizes=True, **labels)
         if self.arch == "vit":
             return ViTForImageClassification(self.vit_config(**labels))
+        if self.classic_from:
+            return _classic_with_new_head(self.classic_from, labels)
         channels = 1 if self.mode == "L" else 3
         config = ClassicConfig(
             arch=self.arch, input_shape=[channels, self.size, self.size],
             hidden=cfg.hidden if cfg.hidden is not None else [128], channels=cfg.channels or [32, 64],
-            activation=cfg.activation or "relu", dropout=cfg.dropout or 0.0,
+            activation=cfg.activation or "relu", dropout=cfg.dropout or 0.0, size=cfg.size,
             input_mean=self.mean, input_std=self.std, **labels,
         )
         return ClassicModel(config)
@@ -166,9 +187,11 @@ class ImageClassification(Classifier, Task):
 
     # -- pretraining -----------------------------------------------------------------------
     def pretrain(self, objective: str, train: pd.DataFrame, out: Path, say, callbacks=()) -> dict:
-        from danlu.tasks.image_classification.pretrain import pretrain_mim_stage
+        from danlu.tasks.image_classification.pretrain import pretrain_mim_stage, pretrain_pretext_stage
 
-        return pretrain_mim_stage(self, train, out, say, callbacks)
+        if objective == "mim":
+            return pretrain_mim_stage(self, train, out, say, callbacks)
+        return pretrain_pretext_stage(self, train, out, say)
 
     # -- inputs from outside -------------------------------------------------------------
     def frame_from_value(self, value: str) -> pd.DataFrame:
@@ -193,7 +216,12 @@ class ImageClassification(Classifier, Task):
         return {"input": f"{self.size}x{self.size} {'grey' if self.mode == 'L' else 'RGB'}"}
 
     def notes(self) -> list[str]:
-        return [f"images are read at {self.size}x{self.size}: {self.size_source}"] if self.size_source else []
+        out = [f"images are read at {self.size}x{self.size}: {self.size_source}"] if self.size_source else []
+        transfer = self.recipe.transfer if self.recipe is not None else None
+        if transfer is not None and transfer.freeze == "backbone" and not self.recipe.model.from_:
+            out.append("transfer.freeze: backbone with no pretrained source (pretrain or model.from): the body "
+                       "keeps its random initial weights and only the head trains, a random-features baseline")
+        return out
 
     # -- saving --------------------------------------------------------------------------
     def save(self, model, out_dir: Path) -> None:
@@ -210,6 +238,19 @@ class ImageClassification(Classifier, Task):
             self.processor = AutoImageProcessor.from_pretrained(model_dir)
             return AutoModelForImageClassification.from_pretrained(model_dir)
         return ClassicModel.from_pretrained(model_dir)
+
+
+def _classic_with_new_head(folder: str, labels: dict) -> ClassicModel:
+    """The classic net in `folder` with a freshly initialised head for this task's classes."""
+    old = ClassicModel.from_pretrained(folder)
+    config = ClassicConfig.from_dict({**old.config.to_dict(), **labels})
+    model = ClassicModel(config)
+    body = {k: v for k, v in old.state_dict().items() if not k.startswith("head.")}
+    missing, unexpected = model.load_state_dict(body, strict=False)
+    if unexpected or any(not k.startswith("head.") for k in missing):
+        raise DanluError(f"model.from: {folder} does not fit its own config.json "
+                         f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+    return model
 
 
 def _input_side(given: int | None, images: pd.Series) -> tuple[int, str]:
