@@ -31,7 +31,7 @@ class ModelConfig(Section):
     from_: str | None = Field(default=None, alias="from", min_length=1, max_length=4096)
     # Built from scratch when `from` is empty; the default depends on the task.
     arch: Literal["mlp", "cnn", "vgg", "bert", "vit", "gpt", "patchtst", "dlinear", "lstm", "conformer", "videomae",
-                  "centernet", "detr", "conditional_detr", "rt_detr", "yolos"] | None = None
+                  "centernet", "detr", "conditional_detr", "rt_detr", "yolos", "unet", "segformer"] | None = None
     size: Literal["tiny", "small", "base"] = "tiny"
     # Overrides of the named size (bert/vit/gpt) or the classic nets' shape.
     layers: int | None = Field(default=None, ge=1, le=1000)
