@@ -277,3 +277,26 @@ def test_the_pipeline_trains_reports_and_predicts(tmp_path):
     assert (run.root / "plots" / "segmentation-1.png").is_file()
     (answer,) = list(predict_input(run.root, str(root / "images" / "s00.png")))
     assert decode_mask_png(answer["mask_png"]).shape == (16, 16)
+    served = serve_one(run.root, (root / "images" / "s00.png").read_bytes())
+    assert served.status_code == 200, served.text
+    (prediction,) = served.json()["predictions"]
+    assert prediction["mask_png"] == answer["mask_png"] and prediction["labels"]["1"] == "square"
+
+
+def serve_one(run_dir, png: bytes):
+    """POST /v1/predict with one base64 image to the run's server, in-process."""
+    import asyncio
+    import base64
+
+    import httpx
+
+    from danlu.serve.app import ServeSettings, create_app
+    from danlu.serve.runner import load_runner
+
+    async def go():
+        app = create_app(load_runner(run_dir), ServeSettings())
+        async with app.router.lifespan_context(app):
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://danlu.test") as client:
+                return await client.post("/v1/predict", json={"inputs": {"image": base64.b64encode(png).decode()}})
+
+    return asyncio.run(go())
