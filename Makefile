@@ -40,5 +40,7 @@ speech:
 	@command -v espeak-ng >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng) \
 		|| echo "espeak-ng could not be installed: the tests that synthesise speech will skip"
 
+# Two workers (pytest-xdist), whole files to each so module fixtures are built once; one intra-op thread per
+# worker, because two workers of two threads each on two cores spin against each other.
 test: setup-test browser speech
-	$(BIN)/python -m pytest -q --timeout=900 -p no:cacheprovider
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q --timeout=900 -p no:cacheprovider -n 2 --dist loadfile --durations=30
