@@ -9,8 +9,13 @@ its plain file store in maintenance mode; `mlflow: true` gives a SQLite database
 the local store MLflow recommends, with the artifacts in a folder beside it.
 
 The run is opened before training starts (so a tracker that cannot be written stops the run at
-once, with one message) and its metrics are logged from history.json when training ends: both
-engines write that file in the same shape, so nothing engine-specific is needed.
+once, with one message). Its metrics go to the tracker live, each history entry as an engine logs it
+(`LiveLog`, an EvalWatcher both engines call); when training ends, whatever history.json holds that the
+tracker does not (an engine without the hook, a live write that failed, the steps of an earlier process
+of a resumed run) is logged from the file, so each point is logged once.
+
+`track: {tensorboard: true}` also writes TensorBoard event files (torch.utils.tensorboard, which needs
+the `tensorboard` package of danlu[scale]) into RUN/tensorboard, or a folder named there.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from pathlib import Path
 from danlu.errors import DanluError
 from danlu.evaluate.metrics import scalar_metrics
 from danlu.run import Run
+from danlu.train.fitting import EvalWatcher
 
 log = logging.getLogger("danlu")
 
@@ -161,17 +167,21 @@ class Tracker:
         """Log a finished run directory: history.json per step, metrics.json per split, the artifacts."""
         self._guard("write", self._finish, run_id, run)
 
+    def live(self, run_id: str) -> LiveLog:
+        """An EvalWatcher that sends each history entry to this run as the engine logs it."""
+        return LiveLog(self, run_id)
+
     def _finish(self, run_id: str, run: Run) -> None:
         from mlflow.entities import Metric
 
         client = self.client
         now = _millis()
-        points = []
         history = json.loads(run.history_path.read_text()) if run.history_path.exists() else []
-        for entry in history:
-            step = int(entry.get("step", 0))
-            points += [Metric(_key(k), float(v), now, step) for k, v in scalar_metrics(entry).items()
-                       if k not in ("step", "epoch")]
+        wanted = [(_key(k), float(v), int(entry.get("step", 0))) for entry in history
+                  for k, v in history_points(entry).items()]
+        logged = {key: {(m.step, m.value) for m in client.get_metric_history(run_id, key)}
+                  for key in {key for key, _, _ in wanted}}
+        points = [Metric(key, value, now, step) for key, value, step in wanted if (step, value) not in logged[key]]
         metrics = run.metrics()
         for split in ("train", "validation", "test"):
             points += [Metric(_key(f"{split}_{k}"), float(v), now, 0)
@@ -194,6 +204,80 @@ class Tracker:
 
     def link(self, run_id: str) -> str:
         return link(self.uri, self._experiment_id or "?", run_id)
+
+
+def history_points(entry: dict) -> dict[str, float]:
+    """A history entry's metrics (its step and epoch are where, not what)."""
+    return {k: v for k, v in scalar_metrics(entry).items() if k not in ("step", "epoch")}
+
+
+class LiveLog(EvalWatcher):
+    """Each history entry to the tracker as training logs it. A write that fails mid-training warns once
+    and stops the live log, not the training: the tracker's finish logs what is missing from history.json."""
+
+    def __init__(self, tracker: Tracker, run_id: str):
+        self.tracker, self.run_id, self.failed = tracker, run_id, False
+
+    def on_log(self, step: int, entry: dict) -> None:
+        values = {_key(k): v for k, v in history_points(entry).items()}
+        if self.failed or not values:
+            return
+        try:
+            self.tracker.log_metrics(self.run_id, values, step)
+        except TrackingError as exc:
+            self.failed = True
+            log.warning("%s; metrics are logged when training ends instead", exc)
+
+
+class TensorBoardLog(EvalWatcher):
+    """`track: {tensorboard: true | FOLDER}`: TensorBoard event files for one run, written through
+    torch.utils.tensorboard: the recipe as text, each history entry as scalars at its step (live),
+    metrics.json's splits at the last step."""
+
+    def __init__(self, folder: Path, recipe_yaml: str):
+        import importlib.util
+
+        if importlib.util.find_spec("tensorboard") is None:
+            raise TrackingError("track.tensorboard: needs the tensorboard package (pip install 'danlu[scale]')")
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.folder = Path(folder)
+        try:
+            self.writer = SummaryWriter(log_dir=str(self.folder))
+            self.writer.add_text("recipe", "```yaml\n" + recipe_yaml + "\n```", 0)
+            self.writer.flush()
+        except Exception as exc:  # an OS error from the folder or the event file
+            raise TrackingError(f"track.tensorboard: cannot write TensorBoard events to {self.folder}: "
+                                f"{str(exc).strip()[:300] or type(exc).__name__}") from None
+        self.step = 0
+
+    @classmethod
+    def for_recipe(cls, recipe, run: Run) -> TensorBoardLog | None:
+        setting = recipe.track.tensorboard if recipe.track is not None else False
+        if setting is False:
+            return None
+        folder = run.root / "tensorboard" if setting is True else Path(setting).expanduser() / run.root.name
+        return cls(folder, recipe.to_yaml())
+
+    def on_log(self, step: int, entry: dict) -> None:
+        self.step = max(self.step, step)
+        for key, value in history_points(entry).items():
+            self.writer.add_scalar(_tag(key), float(value), step)
+
+    def finish(self, run: Run) -> None:
+        metrics = run.metrics()
+        for split in ("train", "validation", "test"):
+            for key, value in scalar_metrics(metrics.get(split) or {}).items():
+                self.writer.add_scalar(f"{split}/{key}", float(value), self.step)
+        self.writer.close()
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def _tag(key: str) -> str:
+    """eval_accuracy -> eval/accuracy, loss -> train/loss: TensorBoard groups the charts by the prefix."""
+    return f"eval/{key.removeprefix('eval_')}" if key.startswith("eval_") else f"train/{key}"
 
 
 def link(uri: str, experiment_id: str, run_id: str) -> str:

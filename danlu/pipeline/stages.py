@@ -25,7 +25,7 @@ from danlu.recipe import Recipe
 from danlu.report import ReportInputs, write_report
 from danlu.run import Run, atomic_write_json, atomic_write_text, read_json, save_atomically, split_metrics
 from danlu.tasks import make_task, new_task
-from danlu.track import Tracker
+from danlu.track import TensorBoardLog, Tracker
 from danlu.train import silence_transformers
 from danlu.train.fitting import seed_everything
 from danlu.train.distributed import is_main, per_device_batch, world_size
@@ -111,19 +111,27 @@ def train(recipe: Recipe, out_dir: str | Path | None = None, runs_root: str | Pa
                      main_metric=recipe.main_metric, recipe_dir=str(recipe.base_dir) if recipe.base_dir else None)
     if tracked:
         run.set_state(tracker={"uri": tracker.uri, "run_id": tracked, "link": tracker.link(tracked)})
+    board = TensorBoardLog.for_recipe(recipe, run)
+    # the trackers hear of each history entry as the engine logs it
+    live = [w for w in (tracker.live(tracked) if tracked else None, board) if w is not None]
     try:
-        _train_stages(recipe, run, say, watchers, estimate)
+        _train_stages(recipe, run, say, [*watchers, *live], estimate)
     except BaseException as exc:
         # A failed or interrupted run resumes with the same command.
         run.set_state(status="interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
                       error=str(exc)[:500] or type(exc).__name__)
         if tracked:
             tracker.end(tracked, "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+        if board is not None:
+            board.close()
         raise
     run.set_state(status="done", error=None)
     if tracked:
         tracker.finish(tracked, run)
         say(f"tracked: {tracker.link(tracked)}")
+    if board is not None:
+        board.finish(run)
+        say(f"tensorboard: tensorboard --logdir {board.folder}")
     return run
 
 

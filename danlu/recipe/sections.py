@@ -241,6 +241,9 @@ class TrackConfig(Section):
     mlflow: Union[bool, Annotated[str, Field(min_length=1, max_length=4096)]] = False
     experiment: str | None = Field(default=None, min_length=1, max_length=200)  # default: the recipe's name
     log_model: bool = False  # the saved model folder as an artifact too (large for a transformer)
+    # TensorBoard event files (needs the tensorboard package, danlu[scale]): true: RUN/tensorboard; a
+    # folder: FOLDER/RUN-NAME, so that many runs in one folder are compared in one TensorBoard.
+    tensorboard: Union[bool, Annotated[str, Field(min_length=1, max_length=4096)]] = False
 
 
 class TuneRange(Section):

@@ -27,7 +27,7 @@ from danlu.run import atomic_write_json
 from danlu.train.distributed import per_device_batch, world_size
 # choose_precision and latest_complete_checkpoint are also imported from here (tests, benchmarks).
 from danlu.train.fitting import (FitResult, choose_compile, choose_precision, latest_complete_checkpoint,
-                                 make_optimizer, watchers_stop)
+                                 make_optimizer, watchers_log, watchers_stop)
 
 log = logging.getLogger("danlu")
 
@@ -163,7 +163,8 @@ class HistoryCallback(TrainerCallback):
 
 
 class WatcherCallback(TrainerCallback):
-    """fitting.EvalWatcher objects, told of each of Trainer's evaluations; one may stop the training."""
+    """fitting.EvalWatcher objects, told of each of Trainer's evaluations (one may stop the training) and
+    of each entry of its log."""
 
     def __init__(self, watchers):
         self.watchers = list(watchers)
@@ -171,6 +172,10 @@ class WatcherCallback(TrainerCallback):
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
         if state.is_world_process_zero and watchers_stop(self.watchers, state.global_step, metrics or {}):
             control.should_training_stop = True
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if state.is_world_process_zero and logs:
+            watchers_log(self.watchers, state.global_step, logs)
 
 
 def _distributed_arguments(distributed) -> dict:

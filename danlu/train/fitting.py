@@ -48,11 +48,19 @@ class EvalWatcher:
     def on_evaluation(self, step: int, metrics: dict) -> bool:
         return False
 
+    def on_log(self, step: int, entry: dict) -> None:
+        """Each entry of the history as it is written (losses, rates, evaluations, the summary)."""
+
 
 def watchers_stop(watchers, step: int, metrics: dict) -> bool:
     """Every watcher hears of the evaluation (none is skipped because an earlier one said stop)."""
     answers = [bool(w.on_evaluation(step, metrics)) for w in watchers]
     return any(answers)
+
+
+def watchers_log(watchers, step: int, entry: dict) -> None:
+    for watcher in watchers:
+        watcher.on_log(step, entry)
 
 
 def hardware_has_bf16() -> bool:

@@ -32,7 +32,8 @@ from torch import nn
 from danlu.errors import DanluError
 from danlu.run import atomic_write_json, save_atomically
 from danlu.train.fitting import (STATE_FILE, FitResult, checkpoint_dirs, choose_precision,
-                                 latest_complete_checkpoint, make_optimizer, seed_everything, watchers_stop)
+                                 latest_complete_checkpoint, make_optimizer, seed_everything, watchers_log,
+                                 watchers_stop)
 
 log = logging.getLogger("danlu")
 
@@ -325,6 +326,7 @@ class _Loop:
         entry = {**entry, "epoch": self.pos.epoch, "step": self.pos.global_step}
         self.pos.log_history.append(entry)
         atomic_write_json(self.history_path, self.pos.log_history)
+        watchers_log(self.watchers, self.pos.global_step, entry)
         if self.bar is not None:
             shown = {k.removeprefix("eval_"): f"{v:.4g}" for k, v in entry.items()
                      if isinstance(v, float) and (k == "loss" or k.startswith("eval_"))
