@@ -28,7 +28,7 @@ from danlu.tasks import make_task, new_task
 from danlu.track import TensorBoardLog, Tracker
 from danlu.train import silence_transformers
 from danlu.train.fitting import seed_everything
-from danlu.train.distributed import is_main, per_device_batch, world_size
+from danlu.train.distributed import check_strategy, is_main, per_device_batch, world_size
 from danlu.train.memory import PeakMemory
 
 log = logging.getLogger("danlu")
@@ -260,6 +260,7 @@ def check_distributed(recipe: Recipe, out_dir, processes: int | None = None) -> 
     """What a run on many processes needs, checked before any process trains."""
     processes = processes or world_size()
     per_device_batch(recipe.train.batch_size, processes)
+    check_strategy(recipe.distributed)
     task = new_task(recipe.task, recipe)
     if task.engine == "loop":
         raise RunError(distributed_refusal(task))

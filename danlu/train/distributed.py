@@ -43,6 +43,20 @@ def per_device_batch(batch_size: int, processes: int | None = None, key: str = "
     return batch_size // processes
 
 
+def check_strategy(distributed) -> None:
+    """A strategy this machine cannot run is refused before any process starts.
+
+    FSDP on a CPU: accelerate turns `fsdp` on only for GPUs and the other accelerators (its
+    AcceleratorState sets DistributedType.FSDP inside the branch for MULTI_GPU, MULTI_NPU, MULTI_XPU,
+    ...; a gloo run on CPUs is MULTI_CPU, which that branch leaves out), so a CPU run would quietly
+    train with DistributedDataParallel instead of sharding."""
+    import torch
+
+    if distributed is not None and distributed.strategy == "fsdp" and not torch.cuda.is_available():
+        raise DanluError("distributed.strategy: fsdp shards the model through accelerate, which uses FSDP on GPUs "
+                         "only; on this CPU it would train with DDP, unsharded: use strategy ddp here")
+
+
 def launch(nproc: int, argv: list[str]) -> int:
     """Run `danlu <argv>` on `nproc` processes of this machine under torchrun; its exit status."""
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",

@@ -34,6 +34,13 @@ def test_nproc_larger_than_the_batch_allows_is_one_clear_message(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="FSDP runs on GPUs")
+def test_fsdp_on_a_cpu_is_refused_not_quietly_trained_as_ddp(tmp_path):
+    clean_failure(["train", text_recipe(tmp_path), "--nproc", "2", "distributed={strategy: fsdp}", "-o",
+                   tmp_path / "run"], "distributed.strategy: fsdp", "use strategy ddp here")
+    assert not (tmp_path / "run").exists()
+
+
 def test_the_plain_loop_refuses_many_processes(tmp_path, iris):
     clean_failure(["train", write_recipe(tmp_path, iris), "--nproc", "2"], "trains with danlu's plain loop, on one process")
 
