@@ -3,6 +3,7 @@
 import json
 from types import SimpleNamespace
 
+import pytest
 import torch
 from transformers import BertConfig, BertForSequenceClassification
 from typer.testing import CliRunner
@@ -51,7 +52,10 @@ def test_weights_gradients_and_optimizer_follow_the_parameters_and_the_optimizer
     assert sgd.optimizer == 0
     assert adam.sequence == 24 and adam.steps_per_epoch == 8 and adam.planned_steps == 16
     assert adam.step_seconds > 0 and adam.transient >= 0
-    assert adam.memory == adam.weights + adam.gradients + adam.optimizer + adam.activations + adam.transient
+    assert adam.step_memory == adam.weights + adam.gradients + adam.optimizer + adam.activations + adam.transient
+    # no evaluation split: the run's peak is a step's and a checkpoint's buffers (on a CPU, on pages of their own)
+    assert adam.evaluation == 0 and adam.evaluations == 0 and adam.checkpoints == 2  # one per epoch
+    assert adam.memory == adam.step_memory + adam.checkpoint
 
 
 def test_lora_trains_few_parameters_so_gradients_and_optimizer_shrink():
@@ -118,3 +122,26 @@ def test_bf16_autocast_saves_smaller_activations():
                              warmup_steps=0)
     # Not half: autocast keeps softmax, norms and the loss in fp32, and saves bf16 copies of weights.
     assert bf16.precision == "bf16" and bf16.activations < 0.9 * fp32.activations
+
+
+def test_an_evaluation_split_adds_its_forward_and_the_run_counts_its_evaluations_checkpoints_and_logs():
+    from dataclasses import replace
+
+    ev = examples(200)
+    small = estimate_training(bert(), examples(), collate, cfg(eval_batch_size=8), large_model=True, eval_ds=ev,
+                              probe_steps=1, warmup_steps=1)
+    large = estimate_training(bert(), examples(), collate, cfg(eval_batch_size=200), large_model=True, eval_ds=ev,
+                              probe_steps=1, warmup_steps=1)
+    assert large.evaluation > small.evaluation > 0  # 25 times the batch: a larger forward
+    assert large.evaluations == 2 and large.checkpoints == 2 and large.logs == 16 // 20 + 2
+    # on a CPU the evaluation's and the checkpoint's buffers come on top of a step's; on a GPU the largest moment
+    assert large.memory == large.step_memory + large.evaluation + large.checkpoint
+    gpu = replace(large, device="cuda")
+    assert gpu.memory == max(gpu.step_memory, gpu.evaluation_memory, gpu.checkpoint_memory)
+    assert large.run_seconds == pytest.approx(
+        large.startup_seconds + 16 * large.step_seconds + 2 * large.eval_seconds + 2 * large.checkpoint_seconds
+        + large.log_seconds)
+    assert large.checkpoint_seconds > 0 and large.startup_seconds >= 0 and large.log_seconds > 0
+    every = estimate_training(bert(), examples(), collate, cfg(eval_every=4, checkpoint_every=8), large_model=True,
+                              eval_ds=ev, probe_steps=1, warmup_steps=0)
+    assert every.evaluations == 4 and every.checkpoints == 2
