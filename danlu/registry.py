@@ -34,6 +34,7 @@ BUILTIN_SPEC_MODULES = (
     "danlu.tasks.object_detection.spec",
     "danlu.tasks.image_segmentation.spec",
     "danlu.tasks.video_classification.spec",
+    "danlu.tasks.image_generation.spec",
 )
 ENV_MODULES = "DANLU_TASK_MODULES"
 
@@ -55,6 +56,8 @@ class Capabilities:
     compress: tuple[str, ...] = ()  # variant formats: onnx-fp32, onnx-int8, torch-int8, prune
     export: tuple[str, ...] = ("safetensors",)  # `danlu export --format`
     generate: bool = False  # writes text: `danlu generate`, OpenAI-compatible routes
+    # Draws images (the task's generate_images and image_grid): `danlu generate RUN --n`, POST /v1/generate.
+    generate_images: bool = False
     # The batch key that robustness attacks and Integrated Gradients take gradients through: a continuous
     # input ("pixel_values", "inputs"), or "inputs_embeds": token ids, through the model's input embeddings
     # (a Hugging Face model's get_input_embeddings); None: the task's outputs have no such input.
@@ -91,7 +94,8 @@ class TaskSpec:
 
     @property
     def has_classes(self) -> bool:
-        return self.kind == "classification"
+        # A generator's label column holds classes too (the class-conditional GAN's): split and gated as such.
+        return self.kind in ("classification", "generation")
 
     def higher_is_better(self, metric: str) -> bool:
         """The direction of any metric this task reports; split prefixes (`eval_loss`) are ignored."""

@@ -34,7 +34,7 @@ from danlu.serve.runner import TaskRunner
 from danlu.serve.schemas import client_errors, request_model, response_model
 
 log = logging.getLogger("danlu.serve")
-ROUTE_MODULES = ("danlu.serve.openai_routes", "danlu.serve.explain_routes")
+ROUTE_MODULES = ("danlu.serve.openai_routes", "danlu.serve.explain_routes", "danlu.serve.generate_routes")
 RETRY = {"Retry-After": "1"}
 
 

@@ -10,6 +10,15 @@ holds the weights, optimizer, scheduler, RNG states and the loop's position, so 
 resumed ends with the same weights, bit for bit, as one never interrupted. Nothing is unpickled:
 weights and RNG states are safetensors, the position is JSON, and the optimizer and scheduler
 states load with torch.load(weights_only=True).
+
+A model that steps itself (a GAN: two networks, each with its own loss, rate and update) keeps the
+loop's data order, schedule, checkpoints, resume and history and brings the rest, under PyTorch
+Lightning's manual-optimisation names:
+    configure_optimizers() -> Optimizer         one optimizer, a parameter group per network
+    training_step(batch, optimizer) -> {name: float}   one update on the batch (backward and steps
+                                                        its own); the named losses are logged
+    on_train_epoch_end(epoch) -> {name: value}  an entry for the history at each epoch's end
+    checkpoint_state() -> dict, load_checkpoint_state(dict)   what else it keeps (JSON), through a resume
 """
 
 from __future__ import annotations
@@ -80,6 +89,7 @@ class Position:
     bad_evals: int = 0  # evaluations since the last improvement larger than min_delta
     stop: bool = False  # early stopping has ended the run
     loss_window: float = 0.0  # summed loss since the last logged step
+    named_windows: dict = field(default_factory=dict)  # a model that steps itself: its named losses, summed
     last_logged: int = 0
     total_loss: float = 0.0
     total_flos: float = 0.0  # PreTrainedModel.floating_point_ops' estimate, as Trainer reports it
@@ -116,6 +126,9 @@ def fit_loop(model: nn.Module, train_ds, eval_ds, collator, cfg, checkpoints: Pa
         raise DanluError("the training split is empty: nothing to train on")
     if cfg.compile is True:
         log.info("train.compile: the plain training loop does not compile the small classic nets")
+    if steps_itself(model) and cfg.grad_accum != 1:
+        raise DanluError(f"train.grad_accum: {type(model).__name__} makes one update of each network per batch; "
+                         "set train.grad_accum: 1 (a larger batch_size accumulates nothing differently)")
     seed_everything(cfg.seed)
     loop = _Loop(model, train_ds, eval_ds, collator, cfg, Path(checkpoints), Path(history_path),
                  compute_metrics, metric, greater_is_better, choose_precision(cfg.precision, large_model),
@@ -156,8 +169,9 @@ class _Loop:
         # Keeping the best model needs checkpoints at the evaluation points.
         self.save_every = self.eval_every if self.early else cfg.checkpoint_every
         self.plan = Plan.of(len(train_ds), cfg)
-        self.optimizer = make_optimizer(model, cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.momentum,
-                                        (0.9, cfg.beta2))
+        self.own_step = steps_itself(model)
+        self.optimizer = (model.configure_optimizers() if self.own_step else
+                          make_optimizer(model, cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.momentum, (0.9, cfg.beta2)))
         self.scheduler = self._scheduler()
         self.pos = Position()
         self.bar = None
@@ -212,6 +226,10 @@ class _Loop:
             return  # resumed from this epoch's end-of-epoch checkpoint
         self._train_epoch(epoch)
         pos.epoch_ended = True
+        if self.own_step and hasattr(self.model, "on_train_epoch_end"):
+            entry = self.model.on_train_epoch_end(epoch)  # before the checkpoint, which then holds it
+            if entry:
+                self._log(entry)
         if self.eval_every == "epoch":
             self._evaluate()
         if self.save_every == "epoch":
@@ -239,9 +257,17 @@ class _Loop:
                                            num_workers=self.cfg.workers, generator=generator,
                                            pin_memory=self.device.type == "cuda")
 
-    def _update(self, group: list[dict]) -> tuple[float, float]:
+    def _update(self, group: list[dict]) -> tuple[float | None, float]:
         """One optimizer step over a group of batches; returns the gradient norm and the rate used."""
         self.model.train()
+        if self.own_step:  # fit_loop made sure the group is one batch
+            losses = self.model.training_step(self._to_device(group[0]), self.optimizer)
+            for name, value in losses.items():
+                self.pos.named_windows[name] = self.pos.named_windows.get(name, 0.0) + float(value)
+            self.pos.total_flos += self._flos(group[0])
+            lr = self.scheduler.get_last_lr()[0]
+            self.scheduler.step()
+            return None, lr
         for batch in group:
             loss, _ = self._loss(self._to_device(batch), training=True)
             loss = loss / len(group)  # every danlu loss is a batch mean
@@ -315,12 +341,17 @@ class _Loop:
             self._save()
 
     # -- logs ----------------------------------------------------------------------------
-    def _log_loss(self, grad_norm: float, lr: float) -> None:
+    def _log_loss(self, grad_norm: float | None, lr: float) -> None:
         pos = self.pos
-        loss = pos.loss_window / (pos.global_step - pos.last_logged)
-        pos.total_loss += pos.loss_window
+        steps = pos.global_step - pos.last_logged
+        if self.own_step:
+            entry = {name: total / steps for name, total in pos.named_windows.items()}
+            pos.named_windows = {}
+        else:
+            entry = {"loss": pos.loss_window / steps, "grad_norm": grad_norm}
+            pos.total_loss += pos.loss_window
         pos.loss_window, pos.last_logged = 0.0, pos.global_step
-        self._log({"loss": loss, "grad_norm": grad_norm, "learning_rate": lr})
+        self._log({**entry, "learning_rate": lr})
 
     def _log(self, entry: dict) -> None:
         entry = {**entry, "epoch": self.pos.epoch, "step": self.pos.global_step}
@@ -415,6 +446,8 @@ class _Loop:
         save_file(_torch_rng_state(), str(folder / "rng_state.safetensors"))
         state = {"format": FORMAT, "position": asdict(self.pos), "rng": _python_rng_state(),
                  "data": self._data_signature()}
+        if self.own_step and hasattr(self.model, "checkpoint_state"):
+            state["model_state"] = self.model.checkpoint_state()
         atomic_write_json(folder / STATE_FILE, state)  # last: it marks the checkpoint complete
 
     def _best_folder(self) -> Path | None:
@@ -451,6 +484,8 @@ class _Loop:
         self.scheduler.load_state_dict(torch.load(folder / "scheduler.pt", weights_only=True))
         _set_rng_state(load_file(str(folder / "rng_state.safetensors")), state["rng"])
         self.pos = Position(**state["position"])
+        if self.own_step and hasattr(self.model, "load_checkpoint_state"):
+            self.model.load_checkpoint_state(state.get("model_state") or {})
         if state.get("data") != self._data_signature():
             log.warning("%s was written with another batch size, accumulation, seed or training set size: "
                         "the resumed run will not replay the interrupted one's data order", folder)
@@ -467,8 +502,9 @@ class _Loop:
         pos = self.pos
         pos.total_loss += pos.loss_window
         pos.loss_window = 0.0
-        # Over the whole run, resumed or not: the loss sums travel in the checkpoints.
-        train_loss = pos.total_loss / max(pos.global_step, 0.001)
+        # Over the whole run, resumed or not: the loss sums travel in the checkpoints. A model that steps
+        # itself has named losses (in the history), no one training loss.
+        train_loss = None if self.own_step else pos.total_loss / max(pos.global_step, 0.001)
         cfg, plan = self.cfg, self.plan
         steps = pos.global_step - self.first_step
         planned = (plan.max_steps * cfg.batch_size * cfg.grad_accum if cfg.max_steps
@@ -490,6 +526,11 @@ class _Loop:
             for folder in checkpoint_dirs(self.checkpoints):
                 if folder != best:
                     shutil.rmtree(folder, ignore_errors=True)
+
+
+def steps_itself(model) -> bool:
+    """Whether the model makes its own updates (module docstring): a GAN's two networks."""
+    return callable(getattr(model, "training_step", None)) and callable(getattr(model, "configure_optimizers", None))
 
 
 def epoch_batches(examples: int, batch_size: int, seed: int, epoch: int,

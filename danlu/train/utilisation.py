@@ -80,9 +80,19 @@ def matmul_peak(precision: str, device: torch.device | None = None) -> dict:
 
 
 def step_flops(model, batch: dict) -> int:
-    """FLOPs of one forward and backward of `model` on `batch` (the gradients are cleared afterwards)."""
+    """FLOPs of one forward and backward of `model` on `batch` (the gradients are cleared afterwards); of
+    one own training step, on a copy, for a model that steps itself (danlu.train.loop: a GAN's two updates)."""
+    import copy
+
     from torch.utils.flop_counter import FlopCounterMode
 
+    from danlu.train.loop import steps_itself
+
+    if steps_itself(model):
+        twin = copy.deepcopy(model)  # its step updates the weights: the trained model is left as it is
+        with FlopCounterMode(display=False) as counter:
+            twin.training_step(batch, twin.configure_optimizers())
+        return int(counter.get_total_flops())
     was = model.training
     model.train()
     try:
