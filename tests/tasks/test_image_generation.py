@@ -214,3 +214,20 @@ def test_the_flops_of_a_gan_step_count_both_updates_and_leave_the_model_as_it_wa
     # Both updates: the generator forward and backward, the discriminator three times forward and backward.
     assert counted > 6 * judged.get_total_flops()
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_post_v1_generate_says_why_for_a_model_that_draws_no_images():
+    from danlu.inference import Forward
+    from danlu.serve.app import create_app
+    from danlu.serve.runner import ModelInfo, TaskRunner
+    from danlu.tasks import new_task
+
+    class Unused(Forward):
+        def __call__(self, batch):
+            raise AssertionError("no prediction is asked for")
+
+    task = new_task("image-classification")
+    app = create_app(TaskRunner(task, Unused(), ModelInfo(name="digits", task=task.name)))
+    with TestClient(app) as client:
+        answer = client.post("/v1/generate", json={"n": 1})
+    assert answer.status_code == 404 and "draws no images" in answer.json()["detail"]
