@@ -38,8 +38,9 @@ class UNetConfig(PretrainedConfig):
     model_type = UNET_TYPE
 
     def __init__(self, num_channels: int = 3, base_channels: int = 16, depth: int = 3, dropout: float = 0.0,
-                 semantic_loss_ignore_index: int = IGNORE, **kwargs):
+                 semantic_loss_ignore_index: int = IGNORE, class_weights: list[float] | None = None, **kwargs):
         super().__init__(**kwargs)
+        self.class_weights = class_weights  # per class in the loss (segmentation.class_weights); None: all 1
         self.num_channels, self.base_channels, self.depth = num_channels, base_channels, depth
         self.dropout, self.semantic_loss_ignore_index = dropout, semantic_loss_ignore_index
 
@@ -79,14 +80,19 @@ class UNetForSemanticSegmentation(PreTrainedModel):
             x = upsample(x)
             x = block(torch.cat([skips.pop(), x], dim=1))
         logits = self.head(self.dropout(x))  # (B, classes, H, W)
-        loss = None if labels is None else segmentation_loss(logits, labels, self.config.semantic_loss_ignore_index)
+        loss = None
+        if labels is not None:
+            weights = self.config.class_weights
+            loss = segmentation_loss(logits, labels, self.config.semantic_loss_ignore_index,
+                                     None if weights is None else torch.as_tensor(weights, device=logits.device))
         return SemanticSegmenterOutput(loss=loss, logits=logits)
 
 
-def segmentation_loss(logits: torch.Tensor, labels: torch.Tensor, ignore: int = IGNORE) -> torch.Tensor:
+def segmentation_loss(logits: torch.Tensor, labels: torch.Tensor, ignore: int = IGNORE,
+                      weights: torch.Tensor | None = None) -> torch.Tensor:
     if logits.shape[-2:] != labels.shape[-2:]:
         logits = nn.functional.interpolate(logits, size=labels.shape[-2:], mode="bilinear", align_corners=False)
-    return nn.functional.cross_entropy(logits.float(), labels.long(), ignore_index=ignore)
+    return nn.functional.cross_entropy(logits.float(), labels.long(), weight=weights, ignore_index=ignore)
 
 
 def register() -> None:
@@ -99,11 +105,12 @@ register()
 
 
 def unet(size: str, channels: int, dropout: float, base_channels: int | None = None, depth: int | None = None,
-         **labels) -> UNetForSemanticSegmentation:
+         class_weights: list[float] | None = None, **labels) -> UNetForSemanticSegmentation:
     """A U-Net of a named size; `base_channels` and `depth` override it (model.channels[0], model.layers)."""
     shape = dict(SIZES["unet"][size])
     shape.update({k: v for k, v in (("base_channels", base_channels), ("depth", depth)) if v})
-    return UNetForSemanticSegmentation(UNetConfig(num_channels=channels, dropout=dropout, **shape, **labels))
+    return UNetForSemanticSegmentation(UNetConfig(num_channels=channels, dropout=dropout, class_weights=class_weights,
+                                                  **shape, **labels))
 
 
 def segformer_config(size: str, channels: int, dropout: float, **labels) -> SegformerConfig:

@@ -5,6 +5,8 @@ Light on purpose (pydantic only): the recipe is validated with it before pandas 
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from danlu.recipe.sections import Section
@@ -29,6 +31,10 @@ class SegmentationConfig(Section):
     classes: list[str] | None = Field(default=None, min_length=2, max_length=255)
     background: str = Field(default="background", min_length=1)  # the name of class 0 when the data names none
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    # the U-Net's loss per class: none (all 1), or sqrt_inverse: 1 / sqrt(the class's share of the training
+    # pixels), scaled to a pixel-weighted mean of 1, so a class of 0.4% of the pixels is not lost under the
+    # background's 96% (a plain loss settles on "some digit" there without learning which)
+    class_weights: Literal["none", "sqrt_inverse"] = "none"
     shown: int = Field(default=4, ge=0, le=32)  # test images drawn with their masks in the report
 
 

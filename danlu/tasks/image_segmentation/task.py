@@ -49,6 +49,7 @@ class ImageSegmentation(Task):
         self.mode, self.size, self.size_source = "RGB", 64, ""
         self.mean: list[float] = []
         self.std: list[float] = []
+        self.class_weights: list[float] | None = None
 
     @property
     def large_model(self) -> bool:
@@ -79,6 +80,8 @@ class ImageSegmentation(Task):
         self.mean = pixels.mean(axis=(0, 2, 3)).round(4).tolist()
         # a floor: a channel of one value (a blank training set) must not divide by zero
         self.std = np.maximum(pixels.std(axis=(0, 2, 3)), 1e-3).round(4).tolist()
+        if self.cfg.class_weights == "sqrt_inverse":
+            self.class_weights = loss_weights(self.label_masks(train), len(self.classes))
 
     def side_step(self) -> int:
         """The input side is a multiple of this: every downsampling of the network halves it evenly."""
@@ -108,7 +111,7 @@ class ImageSegmentation(Task):
 
             return SegformerForSemanticSegmentation(models.segformer_config(cfg.size, channels, dropout, **labels))
         return models.unet(cfg.size, channels, dropout, base_channels=(cfg.channels or [None])[0],
-                           depth=cfg.layers, **labels)
+                           depth=cfg.layers, class_weights=self.class_weights, **labels)
 
     def head_labels(self) -> dict:
         id2label = {i: name for i, name in enumerate(self.classes)}
@@ -347,6 +350,18 @@ def class_ids(logits, size: tuple[int, int]) -> np.ndarray:
         values = torch.nn.functional.interpolate(values, size=tuple(int(s) for s in size), mode="bilinear",
                                                  align_corners=False)
     return values.argmax(1).numpy().astype(np.uint8)
+
+
+def loss_weights(masks: np.ndarray, classes: int) -> list[float]:
+    """1 / sqrt(share of the pixels) per class, scaled so the pixel-weighted mean is 1 (a class absent from
+    the training masks gets the largest weight present)."""
+    counts = np.bincount(masks[masks != IGNORE].reshape(-1).astype(np.int64), minlength=classes)[:classes]
+    shares = counts / max(counts.sum(), 1)
+    present = shares > 0
+    weights = np.zeros(classes)
+    weights[present] = shares[present] ** -0.5
+    weights[~present] = weights[present].max() if present.any() else 1.0
+    return (weights / (shares * weights).sum()).round(4).tolist()
 
 
 def _labelled(row: dict) -> bool:
