@@ -1,7 +1,7 @@
 """recipes/mnist_gan.yaml's data and measuring instrument on the real MNIST images (../shared/datasets or
 $DANLU_DATA): the split the recipe promises, and a domain classifier (trained here on a share of the training
 images, for speed) that reads real digits and puts real images far closer than the Gaussian baseline's. The
-GAN's own figures (20-minute training) are in docs/recipes.md."""
+GAN's own figures (a 3-minute run) are in docs/recipes.md."""
 
 from pathlib import Path
 
