@@ -217,7 +217,7 @@ def test_a_bytes_field_gets_a_file_input_of_its_media_type():
 
 
 def test_every_registered_tasks_request_gets_a_widget():
-    from danlu.tasks.image_classification.request import ImageInput
+    from danlu.tasks.uploads import ImageInput
 
     assert from_schema(_schema(ImageInput)).fields == [{"name": "image", "input": "file", "accept": "image/*"}]
     writers = [s for s in registry.specs() if s.capabilities.generate]

@@ -9,13 +9,10 @@ model so that AutoImageProcessor + AutoModelForImageClassification load it witho
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
-from PIL import Image
 from transformers import AutoImageProcessor, AutoModelForImageClassification, ViTConfig, ViTForImageClassification
 
 try:  # without torchvision, transformers 5 serves the PIL backend (and warns when asked for the default)
@@ -23,42 +20,20 @@ try:  # without torchvision, transformers 5 serves the PIL backend (and warns wh
 except ImportError:  # pragma: no cover - older transformers
     from transformers import ViTImageProcessor
 
-from danlu.errors import DanluError, DataError
+from danlu.errors import DanluError
 from danlu.models import ClassicConfig, ClassicModel, resolve_pretrained, shape_of
 from danlu.models.classic import CONVOLUTIONAL, is_classic
 from danlu.tasks.base import Task, read_meta
 from danlu.tasks.classifier import Classifier
+from danlu.tasks.images import ImageInputs, as_pil, collate_pixels, is_grey, median_side, open_image
 from danlu.train.examples import LazyExamples
 
 STATS_SAMPLE = 2000  # images used to estimate the per-channel mean and std
-SIZE_SAMPLE = 200  # images whose sides choose the input size when the recipe gives none
 SIZE_RANGE = (8, 256)  # an inferred side outside this is clamped (a 1x1 or 6000x6000 outlier must not decide)
 BASELINE_SIDE = 16  # the linear baseline reads the images at this side
 
 
-def open_image(value, mode: str, size: int) -> Image.Image:
-    """A path, an array, a PIL image or a hub record ({bytes, path}) -> a PIL image in `mode`, size x size."""
-    try:
-        img = _as_pil(value).convert(mode)
-    except Exception as exc:  # PIL raises many types for a broken file
-        where = value if isinstance(value, (str, Path)) else f"({type(value).__name__})"
-        raise DataError(f"cannot read image {where}: {exc}") from None
-    if img.size != (size, size):
-        img = img.resize((size, size), Image.BILINEAR)
-    return img
-
-
-def _as_pil(value) -> Image.Image:
-    if isinstance(value, Image.Image):
-        return value
-    if isinstance(value, (str, Path)):
-        return Image.open(value)
-    if isinstance(value, dict):  # the datasets library's Image feature, undecoded
-        return Image.open(io.BytesIO(value["bytes"])) if value.get("bytes") else Image.open(value["path"])
-    return Image.fromarray(np.asarray(value))
-
-
-class ImageClassification(Classifier, Task):
+class ImageClassification(ImageInputs, Classifier, Task):
     def __init__(self, spec, recipe=None):
         super().__init__(spec, recipe)
         self.arch = (recipe.model.arch or "cnn") if recipe else "cnn"
@@ -89,7 +64,7 @@ class ImageClassification(Classifier, Task):
             self.processor = AutoImageProcessor.from_pretrained(source)
             return
         sample = [open_image(v, "RGB", 8) for v in train["image"].head(50)]
-        grey = all(_is_grey(img) for img in sample)
+        grey = all(is_grey(img) for img in sample)
         self.size, self.size_source = _input_side(cfg.image_size, train["image"])
         # ViT keeps three channels so that pretrained processors and checkpoints fit it later.
         self.mode = "L" if grey and self.arch != "vit" else "RGB"
@@ -152,7 +127,7 @@ class ImageClassification(Classifier, Task):
     def encode_one(self, row) -> dict:
         value, label = row
         if self.processor is not None:
-            img = open_image(value, "RGB", self.size) if self.arch == "vit" else _as_pil(value).convert("RGB")
+            img = open_image(value, "RGB", self.size) if self.arch == "vit" else as_pil(value).convert("RGB")
             pixels = self.processor(images=img, return_tensors="np")["pixel_values"][0]
         else:
             pixels = self._pixels(value)
@@ -166,10 +141,7 @@ class ImageClassification(Classifier, Task):
         return LazyExamples(list(zip(frame["image"].tolist(), y)), self.encode_one)
 
     def collate(self, items: list[dict]) -> dict:
-        out = {"pixel_values": torch.as_tensor(np.stack([b["pixel_values"] for b in items]))}
-        if "labels" in items[0]:
-            out["labels"] = torch.as_tensor(np.asarray([b["labels"] for b in items], dtype=np.int64))
-        return out
+        return collate_pixels(items)
 
     # -- baseline: logistic regression on the pixels of a small copy of each image -------------
     def baseline_features(self, train: pd.DataFrame, frames: dict[str, pd.DataFrame]):
@@ -192,20 +164,6 @@ class ImageClassification(Classifier, Task):
         if objective == "mim":
             return pretrain_mim_stage(self, train, out, say, callbacks)
         return pretrain_pretext_stage(self, train, out, say)
-
-    # -- inputs from outside -------------------------------------------------------------
-    def frame_from_value(self, value: str) -> pd.DataFrame:
-        if not Path(value).is_file():
-            raise DataError(f"{value}: no such image file")
-        return pd.DataFrame({"image": [value]})
-
-    def request_item(self):
-        from danlu.tasks.image_classification.request import ImageInput
-
-        return ImageInput
-
-    def rows_from_request(self, inputs: list) -> list[dict]:
-        return [{"image": {"bytes": value.image}} for value in inputs]  # _as_pil reads this form
 
     def card(self) -> dict:
         return {**super().card(), "input": "image"}
@@ -258,20 +216,6 @@ def _input_side(given: int | None, images: pd.Series) -> tuple[int, str]:
     side of a sample of training images, clamped to SIZE_RANGE."""
     if given:
         return given, "model.image_size"
-    sides = []
-    for value in images.head(SIZE_SAMPLE):
-        try:
-            sides.append(max(_as_pil(value).size))
-        except Exception:  # noqa: BLE001 - an unreadable image is the quality gate's to report
-            continue
-    if not sides:
-        raise DataError("no training image could be read to choose the input size; set model.image_size")
-    median = int(np.median(sides))
-    side = int(min(max(median, SIZE_RANGE[0]), SIZE_RANGE[1]))
+    side, median, count = median_side(images, SIZE_RANGE)
     clamped = "" if side == median else f", clamped to {SIZE_RANGE[0]}-{SIZE_RANGE[1]}"
-    return side, f"the median longer side of {len(sides)} training images ({median}px{clamped})"
-
-
-def _is_grey(img: Image.Image) -> bool:
-    arr = np.asarray(img, dtype=np.int16)
-    return bool(np.abs(arr[..., 0] - arr[..., 1]).max() <= 2 and np.abs(arr[..., 1] - arr[..., 2]).max() <= 2)
+    return side, f"the median longer side of {count} training images ({median}px{clamped})"

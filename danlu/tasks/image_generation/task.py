@@ -21,7 +21,8 @@ from safetensors.numpy import load_file, save_file
 from danlu.errors import DanluError, DataError
 from danlu.tasks.base import Task, read_meta
 from danlu.tasks.classifier import Classifier, LabelValue
-from danlu.tasks.image_classification.task import ImageClassification, open_image
+from danlu.tasks.image_classification.task import ImageClassification
+from danlu.tasks.images import collate_pixels, open_image
 from danlu.tasks.image_generation import models
 from danlu.tasks.image_generation.measure import (DomainClassifier, DomainCNN, gaussian_samples,
                                                   train_domain_classifier)
@@ -98,10 +99,7 @@ class ImageGeneration(Task):
         return item
 
     def collate(self, items: list[dict]) -> dict:
-        out = {"pixel_values": torch.as_tensor(np.stack([b["pixel_values"] for b in items]))}
-        if "labels" in items[0]:
-            out["labels"] = torch.as_tensor(np.asarray([b["labels"] for b in items], dtype=np.int64))
-        return out
+        return collate_pixels(items)
 
     # -- measuring -------------------------------------------------------------------------
     def evaluate(self, forward, dataset) -> dict:

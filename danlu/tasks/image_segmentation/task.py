@@ -25,18 +25,17 @@ from torch.utils.data import Dataset
 from danlu.errors import DataError
 from danlu.models import load_pretrained, resolve_pretrained
 from danlu.tasks.base import Task, read_meta
-from danlu.tasks.image_classification.task import _as_pil, _is_grey, open_image
+from danlu.tasks.images import ImageInputs, as_pil, is_grey, median_side, open_image
 from danlu.tasks.image_segmentation import metrics as measure
 from danlu.tasks.image_segmentation.classes import class_names, row_mask
 from danlu.tasks.image_segmentation.metrics import IGNORE
 
 STATS_SAMPLE = 500  # training images whose pixels give the mean and std
-SIZE_SAMPLE = 200  # training images whose sides choose the input side
 SIDE_RANGE = (16, 512)
 EVAL_BATCH = 16
 
 
-class ImageSegmentation(Task):
+class ImageSegmentation(ImageInputs, Task):
     def __init__(self, spec, recipe=None):
         super().__init__(spec, recipe)
         from danlu.tasks.image_segmentation.spec import SegmentationConfig
@@ -73,7 +72,7 @@ class ImageSegmentation(Task):
             self.size_source = "model.image_size" if cfg.image_size else "the pretrained image processor"
             return
         self.size, self.size_source = _input_side(cfg.image_size, train["image"], self.side_step())
-        grey = all(_is_grey(open_image(v, "RGB", 8)) for v in train["image"].head(50))
+        grey = all(is_grey(open_image(v, "RGB", 8)) for v in train["image"].head(50))
         self.mode = "L" if grey else "RGB"
         pixels = np.stack([self._pixels(open_image(v, self.mode, self.size))
                            for v in train["image"].head(STATS_SAMPLE)])  # (N, C, H, W)
@@ -194,7 +193,7 @@ class ImageSegmentation(Task):
             end = min(start + batch_size, len(images))
             logits = require_finite(np.asarray(forward(self.collate([dataset[i] for i in range(start, end)]))))
             for one, value in zip(logits, images["image"].iloc[start:end]):
-                width, height = _as_pil(value).size
+                width, height = as_pil(value).size
                 out.append(class_ids(one[None], (height, width))[0])
         return out
 
@@ -252,7 +251,7 @@ class ImageSegmentation(Task):
         blocks = []
         for i, (row, mask) in enumerate(zip(shown.to_dict("records"), predicted)):
             truth = row_mask(row, self.classes)[0] if _labelled(row) else None
-            image = np.asarray(_as_pil(row["image"]).convert("RGB"))
+            image = np.asarray(as_pil(row["image"]).convert("RGB"))
             title = f"{split} image {i + 1}" + (f" ({Path(row['image']).name})" if isinstance(row["image"], str) else "")
             blocks.append(("image", f"plots/segmentation-{i}.png", overlay_png(image, truth, mask, self.classes, title),
                            f"masks on {split} image {i + 1}"))
@@ -269,19 +268,6 @@ class ImageSegmentation(Task):
         return {**super().card(), "input": "image", "labels": list(self.classes)}
 
     # -- inputs from outside -------------------------------------------------------------
-    def frame_from_value(self, value: str) -> pd.DataFrame:
-        if not Path(value).is_file():
-            raise DataError(f"{value}: no such image file")
-        return pd.DataFrame({"image": [value]})
-
-    def request_item(self):
-        from danlu.tasks.image_classification.request import ImageInput
-
-        return ImageInput
-
-    def rows_from_request(self, inputs: list) -> list[dict]:
-        return [{"image": {"bytes": value.image}} for value in inputs]  # _as_pil reads this form
-
     def response_item(self):
         from danlu.tasks.image_segmentation.answers import MaskPrediction
 
@@ -376,15 +362,6 @@ def _input_side(given: int | None, images: pd.Series, step: int) -> tuple[int, s
     SIDE_RANGE and rounded to a multiple of `step`."""
     if given:
         return given, "model.image_size"
-    sides = []
-    for value in images.head(SIZE_SAMPLE):
-        try:
-            sides.append(max(_as_pil(value).size))
-        except Exception:  # noqa: BLE001 - an unreadable image is the quality gate's to report
-            continue
-    if not sides:
-        raise DataError("no training image could be read to choose the input side; set model.image_size")
-    median = int(np.median(sides))
-    side = int(min(max(median, SIDE_RANGE[0]), SIDE_RANGE[1]))
+    side, median, count = median_side(images, SIDE_RANGE)
     side = max(step, int(round(side / step)) * step)
-    return side, f"the median longer side of {len(sides)} training images ({median}px), as a multiple of {step}"
+    return side, f"the median longer side of {count} training images ({median}px), as a multiple of {step}"

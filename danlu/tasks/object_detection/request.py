@@ -1,6 +1,6 @@
 """One image of a POST /v1/predict body: {"image": "<base64>"} or a data URL, as image classification reads it."""
 
-from danlu.tasks.image_classification.request import ImageInput
+from danlu.tasks.uploads import ImageInput
 
 
 class DetectionInput(ImageInput):

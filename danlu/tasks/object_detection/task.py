@@ -22,8 +22,7 @@ from pydantic import BaseModel
 from danlu.data.objects_quality import image_size
 from danlu.errors import DataError
 from danlu.tasks.base import Task, read_meta
-from danlu.tasks.image_classification.task import _as_pil as as_pil
-from danlu.tasks.image_classification.task import _is_grey, open_image
+from danlu.tasks.images import ImageInputs, as_pil, is_grey, median_side, open_image
 from danlu.tasks.object_detection.measure import MIN_EVAL_SCORE, Detections, coco_metrics, decode, truths
 from danlu.train.examples import LazyExamples
 
@@ -41,7 +40,7 @@ class Detected(BaseModel):
     scores: list[float]
 
 
-class ObjectDetection(Task):
+class ObjectDetection(ImageInputs, Task):
     engine = "loop"
 
     def __init__(self, spec, recipe=None):
@@ -80,7 +79,7 @@ class ObjectDetection(Task):
             self.mean = list(getattr(self.processor, "image_mean", None) or self.mean)
             self.std = list(getattr(self.processor, "image_std", None) or self.std)
             return
-        grey = all(_is_grey(open_image(v, "RGB", 8)) for v in train["image"].head(50))
+        grey = all(is_grey(open_image(v, "RGB", 8)) for v in train["image"].head(50))
         self.mode = "L" if grey and self.arch == "centernet" else "RGB"
         pixels = np.stack([self._pixels(v, raw=True) for v in train["image"].head(STATS_SAMPLE)])
         self.mean = pixels.mean(axis=(0, 2, 3)).round(4).tolist()
@@ -274,18 +273,10 @@ class ObjectDetection(Task):
             ("image", f"plots/detections_{split}.png", png, f"predicted and true boxes on {split} images")])]
 
     # -- inputs from outside -------------------------------------------------------------
-    def frame_from_value(self, value: str) -> pd.DataFrame:
-        if not Path(value).is_file():
-            raise DataError(f"{value}: no such image file")
-        return pd.DataFrame({"image": [value]})
-
     def request_item(self):
         from danlu.tasks.object_detection.request import DetectionInput
 
         return DetectionInput
-
-    def rows_from_request(self, inputs: list) -> list[dict]:
-        return [{"image": {"bytes": value.image}} for value in inputs]
 
     def card(self) -> dict:
         return {**super().card(), "input": "image", "classes": self.names}
@@ -373,8 +364,5 @@ def draw_grid(frame: pd.DataFrame, predicted: list[dict]) -> bytes:
 
 
 def _input_side(images: pd.Series) -> int:
-    sides = [max(s) for s in (image_size(v) for v in images.head(200)) if s]
-    if not sides:
-        raise DataError("no training image could be read to choose the input size; set model.image_size")
-    side = int(np.clip(np.median(sides), *SIZE_RANGE))
+    side = median_side(images, SIZE_RANGE)[0]
     return -(-side // 32) * 32

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 from PIL import Image
 
 from danlu.data.video import load_clip
@@ -23,6 +22,7 @@ from danlu.errors import DataError
 from danlu.models import load_pretrained, resolve_pretrained, shape_of
 from danlu.tasks.base import Task, read_meta
 from danlu.tasks.classifier import Classifier
+from danlu.tasks.images import collate_pixels
 from danlu.train.examples import LazyExamples
 
 STATS_SAMPLE = 200  # training clips that estimate the per-channel mean and std
@@ -130,10 +130,7 @@ class VideoClassification(Classifier, Task):
         return item
 
     def collate(self, items: list[dict]) -> dict:
-        out = {"pixel_values": torch.as_tensor(np.stack([b["pixel_values"] for b in items]))}
-        if "labels" in items[0]:
-            out["labels"] = torch.as_tensor(np.asarray([b["labels"] for b in items], dtype=np.int64))
-        return out
+        return collate_pixels(items)
 
     # -- baselines: logistic regression on the sampled frames, in order and averaged ------------
     def small_frames(self, frame: pd.DataFrame) -> np.ndarray:
