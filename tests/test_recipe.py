@@ -89,7 +89,20 @@ def test_invalid_yaml_reports_line(tmp_path):
 
 @pytest.mark.parametrize("path", sorted((REPO / "recipes").glob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_recipes_validate(path, datasets_dir):
+    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    if any(not (path.parent / p).exists() for p in _derived_paths(raw["data"])):
+        # A set made by scripts/make_*.py (under data/, never committed) that this checkout has not made: every
+        # key is checked against the schema; only the paths' existence waits for the script.
+        from danlu.recipe import recipe_class
+
+        recipe_class(raw["task"]).model_validate(raw)
+        return
     load_recipe(path)
+
+
+def _derived_paths(data: dict) -> list[str]:
+    values = [data.get(key) for key in ("source", "train", "validation", "test")]
+    return [v for v in values if isinstance(v, str) and v.startswith("../data/")]
 
 
 @pytest.mark.parametrize("task", registry.names())
